@@ -1,0 +1,75 @@
+"""Response deserializers with the SageMaker Python SDK's class names and behaviour.
+
+``deserialize(stream, content_type)`` reads a file-like body, as the SDK's do.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+
+class BaseDeserializer:
+    ACCEPT: tuple[str, ...] = ("*/*",)
+
+    def deserialize(self, stream: Any, content_type: str) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class BytesDeserializer(BaseDeserializer):
+    """Returns the body as bytes; the SDK's default."""
+
+    def deserialize(self, stream: Any, content_type: str) -> bytes:
+        return bytes(stream.read())
+
+
+class StringDeserializer(BaseDeserializer):
+    ACCEPT = ("application/json",)
+
+    def __init__(self, encoding: str = "UTF-8", accept: str | tuple[str, ...] = "application/json") -> None:
+        self.encoding = encoding
+        self.ACCEPT = (accept,) if isinstance(accept, str) else accept
+
+    def deserialize(self, stream: Any, content_type: str) -> str:
+        return str(stream.read().decode(self.encoding))
+
+
+class JSONDeserializer(BaseDeserializer):
+    ACCEPT = ("application/json",)
+
+    def deserialize(self, stream: Any, content_type: str) -> Any:
+        return json.load(io.TextIOWrapper(stream, encoding="utf-8"))
+
+
+class NumpyDeserializer(BaseDeserializer):
+    ACCEPT = ("application/x-npy",)
+
+    def __init__(self, dtype: str | None = None, allow_pickle: bool = False) -> None:
+        self.dtype = dtype
+        self.allow_pickle = allow_pickle  # off by default: a pickle from a server can run code here
+
+    def deserialize(self, stream: Any, content_type: str) -> np.ndarray:
+        kind = content_type.split(";", 1)[0].strip()
+        data = stream.read()
+        if kind == "application/x-npy":
+            return np.asarray(np.load(io.BytesIO(data), allow_pickle=self.allow_pickle))
+        if kind == "application/json":
+            return np.array(json.loads(data), dtype=self.dtype)
+        if kind == "text/csv":
+            return np.genfromtxt(io.StringIO(data.decode("utf-8")), delimiter=",", dtype=self.dtype)
+        raise ValueError(f"NumpyDeserializer cannot read {content_type!r}; ask for application/x-npy")
+
+
+class CSVDeserializer(BaseDeserializer):
+    ACCEPT = ("text/csv",)
+
+    def deserialize(self, stream: Any, content_type: str) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(stream.read().decode("utf-8"))))
+
+
+__all__ = ["BaseDeserializer", "BytesDeserializer", "CSVDeserializer", "JSONDeserializer",
+           "NumpyDeserializer", "StringDeserializer"]

@@ -1,0 +1,118 @@
+"""One simulated instance: a gunicorn process serving the container app on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from localmaker.local_endpoint.launch import gunicorn_command, instance_environment
+
+logger = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class PingResult:
+    healthy: bool
+    failed: bool = False
+    message: str = ""
+
+
+class InstanceProcess:
+    """Owns one gunicorn master (and so its workers) from start to reaping.
+
+    The master runs in its own process group so that stopping it reaches every worker, even one stuck
+    in a forward pass.
+    """
+
+    def __init__(self, instance_id: str, model_dir: Path, log_file: Path, env: dict[str, str],
+                 host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.instance_id = instance_id
+        self.model_dir = model_dir
+        self.log_file = log_file
+        self.host = host
+        self.port = port or free_port(host)
+        self._env = env
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        env = instance_environment(self.model_dir, self.log_file, self._env)
+        env["LOCALMAKER_PARENT_PID"] = str(os.getpid())
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("starting instance %s on %s", self.instance_id, self.url)
+        with open(self.log_file, "ab") as log:
+            self._process = subprocess.Popen(
+                gunicorn_command(f"{self.host}:{self.port}", env, self.log_file), env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def exited(self) -> int | None:
+        """The exit code once the master has died, else None."""
+        return self._process.poll() if self._process else 0
+
+    def ping(self, timeout: float = 2.0) -> PingResult:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as response:
+                return PingResult(healthy=response.status == 200)
+        except urllib.error.HTTPError as exc:
+            try:
+                error = json.loads(exc.read() or b"{}").get("error", {})
+            except ValueError:
+                error = {}
+            return PingResult(healthy=False, failed=error.get("code") == "ModelLoadFailed",
+                              message=str(error.get("message", "")))
+        except (urllib.error.URLError, OSError):
+            return PingResult(healthy=False)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL whatever is left after the grace period."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            self._reap_group(process)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("instance %s ignored SIGTERM; killing it", self.instance_id)
+        self._reap_group(process)
+
+    @staticmethod
+    def _reap_group(process: subprocess.Popen[bytes] | None) -> None:
+        if process is None:
+            return
+        # Workers can outlive a master that died abruptly; the group id still names them.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)

@@ -1,0 +1,116 @@
+"""Model and its deploy(): the SageMaker SDK's flow, against the local control plane."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from localmaker.deploy.deserializers import BaseDeserializer
+from localmaker.deploy.images import default_image
+from localmaker.deploy.instance_types import lookup
+from localmaker.deploy.model_data import locate, stage
+from localmaker.deploy.placement import local_gpu_count
+from localmaker.deploy.predictor import FakePredictor
+from localmaker.deploy.serializers import BaseSerializer
+from localmaker.deploy.session import Session
+from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
+from localmaker.errors import ConfigurationError
+
+DEFAULT_PROGRAM = "inference.py"
+
+
+class Model:
+    """A model artifact plus the code that serves it.
+
+    ``model_data`` is a named source ("minilm", "tiny-qwen3"), a model directory, a Hugging Face hub
+    id found in the local cache, or a model.tar.gz (path, file:// or s3://). ``entry_point`` and
+    ``source_dir`` put the user's own inference script into the artifact's ``code/``, as the SDK does.
+    """
+
+    def __init__(self, model_data: str | Path, role: str | None = None, entry_point: str | None = None,
+                 source_dir: str | Path | None = None, env: dict[str, str] | None = None,
+                 name: str | None = None, image_uri: str | None = None,
+                 sagemaker_session: Session | None = None, corpus: str | Path | None = None) -> None:
+        self.role = check_role(role)
+        self.entry_point = entry_point
+        self.source_dir = Path(source_dir) if source_dir is not None else None
+        if self.source_dir is not None:
+            script = self.source_dir / (entry_point or DEFAULT_PROGRAM)
+            if not script.is_file():
+                raise ConfigurationError(f"entry_point {script} does not exist; "
+                                         "pass the script's name relative to source_dir")
+        elif entry_point is not None and Path(entry_point).name != DEFAULT_PROGRAM:
+            raise ConfigurationError("entry_point other than inference.py needs source_dir, the folder "
+                                     "that holds it")
+        self.corpus = Path(corpus) if corpus is not None else None
+        if self.corpus is not None and not self.corpus.is_file():
+            raise ConfigurationError(f"corpus {self.corpus} does not exist")
+        self.env = dict(env or {})
+        self.image_uri = image_uri
+        self.sagemaker_session = sagemaker_session or Session()
+        self._data = locate(model_data, self.sagemaker_session)
+        self.name = check_resource_name(name, "name") if name else None
+        self.endpoint_name: str | None = None
+
+    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None,
+               serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
+               endpoint_name: str | None = None, wait: bool = True,
+               container_startup_health_check_timeout: int | None = None, **_: Any) -> FakePredictor:
+        """Simulate provisioning: create the SageMaker resources, start the instances, wait, predict."""
+        if instance_type is None:
+            raise ConfigurationError("instance_type is required, e.g. 'ml.m5.xlarge' or 'ml.g5.xlarge'")
+        itype = lookup(instance_type)
+        count = check_instance_count(initial_instance_count)
+        endpoint_name = check_resource_name(endpoint_name or self._unique_name())
+        model_name = self.name or endpoint_name
+        session = self.sagemaker_session
+        if itype.has_gpu and local_gpu_count() == 0:
+            warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: "
+                          "the endpoint runs on the CPU (slower; same results)", stacklevel=2)
+
+        artifact = stage(self._data, session, key_prefix=model_name, entry_point=self.entry_point,
+                         source_dir=self.source_dir, corpus=self.corpus)
+        environment = {
+            "SAGEMAKER_PROGRAM": Path(self.entry_point or DEFAULT_PROGRAM).name,
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "SAGEMAKER_REGION": session.region_name,
+            **self.env,
+        }
+        if container_startup_health_check_timeout is not None:
+            environment["LOCALMAKER_STARTUP_TIMEOUT"] = str(container_startup_health_check_timeout)
+        client = session.sagemaker_client
+        client.create_model(
+            ModelName=model_name, ExecutionRoleArn=self.role,
+            PrimaryContainer={"Image": self.image_uri or default_image(session.region_name, itype),
+                              "ModelDataUrl": artifact, "Environment": environment},
+        )
+        client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": count,
+            "InstanceType": itype.name, "InitialVariantWeight": 1.0,
+        }])
+        client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name)
+        self.name, self.endpoint_name = model_name, endpoint_name
+        predictor = FakePredictor(endpoint_name, session, serializer, deserializer, model_name=model_name)
+        if wait:
+            self._wait(predictor, endpoint_name, count, itype.describe(),
+                       container_startup_health_check_timeout)
+        return predictor
+
+    def _wait(self, predictor: FakePredictor, endpoint_name: str, count: int, described: str,
+              timeout_s: int | None) -> None:
+        session = self.sagemaker_session
+        # A Failed endpoint stays described, as in SageMaker; its processes are already stopped.
+        session.wait_for_endpoint(endpoint_name, timeout_s=(timeout_s or 900) + 60)
+        info = session.local_endpoint(endpoint_name)
+        instances = [i for v in info["Variants"] for i in v["Instances"]]
+        devices = ", ".join(sorted({i["Device"] for i in instances}))
+        print(f"[localmaker] Simulated deployment: endpoint '{endpoint_name}' on {count} x {described}; "
+              f"nothing was provisioned in AWS. It runs locally on {devices} at {instances[0]['Url']}"
+              + (f" (+{len(instances) - 1} more instance(s))" if len(instances) > 1 else ""), flush=True)
+
+    def _unique_name(self) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return f"{self._data.label}-{stamp}-{uuid.uuid4().hex[:4]}"[:63].strip("-")

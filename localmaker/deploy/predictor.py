@@ -1,0 +1,114 @@
+"""FakePredictor: the SageMaker SDK's Predictor, posting straight to the local instances."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import threading
+from typing import Any
+
+import urllib3
+
+from localmaker.deploy.deserializers import BaseDeserializer, BytesDeserializer
+from localmaker.deploy.serializers import BaseSerializer, IdentitySerializer
+from localmaker.deploy.session import Session
+from localmaker.errors import ModelError
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+class FakePredictor:
+    """Calls ``/invocations`` on the endpoint's instances, round-robin, without the runtime hop.
+
+    Errors from the container raise :class:`localmaker.ModelError` with the container's status and
+    message, the way botocore's ModelError reports them.
+    """
+
+    def __init__(self, endpoint_name: str, sagemaker_session: Session,
+                 serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
+                 model_name: str | None = None, timeout_s: float = 600.0) -> None:
+        self.endpoint_name = endpoint_name
+        self.sagemaker_session = sagemaker_session
+        self.serializer = serializer or IdentitySerializer()
+        self.deserializer = deserializer or BytesDeserializer()
+        self.model_name = model_name
+        self._timeout_s = timeout_s
+        self._http = urllib3.PoolManager(maxsize=8, retries=False)
+        self._urls: list[str] = []
+        self._turn: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def content_type(self) -> str:
+        return self.serializer.CONTENT_TYPE
+
+    @property
+    def accept(self) -> tuple[str, ...]:
+        return self.deserializer.ACCEPT
+
+    @property
+    def instance_urls(self) -> list[str]:
+        with self._lock:
+            if not self._urls:
+                info = self.sagemaker_session.local_endpoint(self.endpoint_name)
+                self._urls = [i["Url"] for v in info["Variants"] for i in v["Instances"]]
+                self._turn = itertools.cycle(range(len(self._urls)))
+            return list(self._urls)
+
+    def _next_url(self) -> str:
+        urls = self.instance_urls
+        with self._lock:
+            return urls[next(self._turn)]
+
+    def predict(self, data: Any, initial_args: dict[str, str] | None = None, target_model: str | None = None,
+                target_variant: str | None = None, inference_id: str | None = None,
+                custom_attributes: str | None = None) -> Any:
+        args = dict(initial_args or {})
+        headers = {
+            "Content-Type": args.get("ContentType", self.content_type),
+            "Accept": args.get("Accept", ", ".join(self.accept)),
+        }
+        attributes = custom_attributes or args.get("CustomAttributes")
+        if attributes:
+            headers[CUSTOM_ATTRIBUTES] = attributes
+        body = self.serializer.serialize(data)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        answer = self._http.request("POST", f"{self._next_url()}/invocations", body=body, headers=headers,
+                                    timeout=self._timeout_s)
+        if answer.status >= 400:
+            raise ModelError(answer.status, _error_message(answer.data), self.endpoint_name)
+        self.last_response_headers = dict(answer.headers)
+        content_type = answer.headers.get("Content-Type", "application/octet-stream")
+        return self.deserializer.deserialize(io.BytesIO(answer.data), content_type)
+
+    def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
+        client = self.sagemaker_session.sagemaker_client
+        config = client.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
+        client.delete_endpoint(EndpointName=self.endpoint_name)
+        if delete_endpoint_config:
+            client.delete_endpoint_config(EndpointConfigName=config)
+        with self._lock:
+            self._urls = []
+
+    def delete_model(self) -> None:
+        if self.model_name:
+            self.sagemaker_session.sagemaker_client.delete_model(ModelName=self.model_name)
+
+    def __enter__(self) -> FakePredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete_endpoint()
+        self.delete_model()
+
+
+def _error_message(data: bytes) -> str:
+    """The container's ``{"error": {"message"}}``, or the raw text of a foreign container's error."""
+    text = data.decode("utf-8", "replace")
+    try:
+        error = json.loads(text).get("error", {})
+        return str(error.get("message", text)) if isinstance(error, dict) else text
+    except (ValueError, AttributeError):
+        return text

@@ -1,0 +1,43 @@
+"""One exception tree for the client side of localmaker.
+
+Everything a user can catch derives from :class:`LocalmakerError`, so a script can tell a rehearsal
+failure from a bug in its own code. Errors inside the container (the local endpoint) have their own
+tree in ``local_endpoint.errors`` because they map to HTTP statuses, not to Python callers.
+"""
+
+from __future__ import annotations
+
+
+class LocalmakerError(Exception):
+    """Base class of every error localmaker raises on purpose."""
+
+
+class ConfigurationError(LocalmakerError, ValueError):
+    """An argument was wrong before anything started: say which one and how to fix it."""
+
+
+class ArtifactError(LocalmakerError):
+    """A model source or model.tar.gz cannot be used (missing, corrupt, unsafe or tampered with)."""
+
+
+class DeploymentError(LocalmakerError):
+    """An endpoint could not be brought InService; the message carries its FailureReason."""
+
+
+class ModelError(LocalmakerError):
+    """The container answered an invocation with an error, mirroring botocore's ModelError.
+
+    ``original_status_code`` and ``original_message`` are what the container sent, so tests can assert
+    on the 4xx/5xx the real endpoint would return.
+    """
+
+    def __init__(self, original_status_code: int, original_message: str, endpoint_name: str = "") -> None:
+        self.original_status_code = original_status_code
+        self.original_message = original_message
+        self.endpoint_name = endpoint_name
+        where = f" from endpoint {endpoint_name!r}" if endpoint_name else ""
+        super().__init__(
+            f"Received client error ({original_status_code}){where} with message \"{original_message}\""
+            if 400 <= original_status_code < 500
+            else f"Received server error ({original_status_code}){where} with message \"{original_message}\""
+        )

@@ -1,0 +1,92 @@
+"""The container's HTTP surface: GET /ping and POST /invocations, as SageMaker calls them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from flask import Flask, Response, request
+
+from localmaker.local_endpoint.context import InvocationContext
+from localmaker.local_endpoint.errors import (
+    BadRequest,
+    EndpointError,
+    ModelNotReady,
+    PayloadTooLarge,
+    to_endpoint_error,
+)
+from localmaker.local_endpoint.media_types import JSON
+from localmaker.local_endpoint.model_holder import LoadState, ModelHolder
+from localmaker.local_endpoint.settings import EndpointSettings
+
+logger = logging.getLogger(__name__)
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+def create_app(settings: EndpointSettings, *, load_in_background: bool = True) -> Flask:
+    """Build the container app; the model loads once per process, in the background by default."""
+    app = Flask("localmaker.local_endpoint")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
+    holder = ModelHolder(settings)
+    app.extensions["localmaker.model"] = holder
+    # One forward pass at a time per process: torch already uses every core, and the handlers of
+    # user scripts are rarely thread-safe.
+    model_lock = threading.Lock()
+
+    @app.get("/ping")
+    def ping() -> Response:
+        holder.require_ready()  # until the model is loaded, raises the 503 that says why
+        return _json(200, {"status": LoadState.READY.value})
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        length = request.content_length
+        if length is not None and length > settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"request body is {length} bytes, over the {settings.max_payload_bytes}-byte "
+                "SageMaker real-time limit; send less data per request or use batch transform"
+            )
+        handlers, model = holder.require_ready()
+        body = request.get_data(cache=False)
+        if not body:
+            raise BadRequest("the request body is empty; send a payload in the declared Content-Type")
+        context = InvocationContext(
+            model_dir=settings.model_dir,
+            custom_attributes=request.headers.get(CUSTOM_ATTRIBUTES),
+            headers=dict(request.headers),
+        )
+        content_type = request.headers.get("Content-Type", JSON)
+        accept = request.headers.get("Accept", "")
+        with model_lock:
+            payload, response_type = handlers.invoke(model, body, content_type, accept, context)
+        response = Response(payload, status=200, content_type=response_type)
+        if context.response_custom_attributes:
+            response.headers[CUSTOM_ATTRIBUTES] = context.response_custom_attributes
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_error(exc: Exception) -> Response:
+        error = to_endpoint_error(exc)
+        if error.status >= 500 and not isinstance(error, ModelNotReady):
+            logger.error("invocation failed with %s", error.status, exc_info=exc)
+        else:
+            logger.info("answered %s: %s", error.status, error.message)
+        response = _json(error.status, error.body())
+        if isinstance(error, ModelNotReady):
+            response.headers["Retry-After"] = "1"
+        return response
+
+    if load_in_background:
+        holder.start()
+    else:
+        holder.load()
+    return app
+
+
+def _json(status: int, payload: object) -> Response:
+    return Response(json.dumps(payload), status=status, content_type=JSON)
+
+
+__all__ = ["EndpointError", "create_app"]

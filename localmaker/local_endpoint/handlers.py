@@ -1,0 +1,127 @@
+"""Find the inference hooks in the user's script, as the SageMaker inference toolkit does.
+
+Each hook is looked up with getattr and falls back to a default; ``context`` is passed only when the
+hook's signature names it; transform_fn together with any of input_fn/predict_fn/output_fn is an error
+because the toolkit would silently ignore one of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from localmaker.errors import ConfigurationError
+from localmaker.local_endpoint.default_codecs import default_input_fn, default_output_fn
+from localmaker.local_endpoint.media_types import JSON, base_type, is_any
+
+
+def load_script(code_dir: Path, program: str) -> ModuleType:
+    """Import ``code_dir/program`` by file path with ``code_dir`` first on sys.path, like the containers.
+
+    Sibling modules cached from another code folder are dropped first, so two scripts in one process
+    (in-process tests) never see each other's helpers.
+    """
+    path = code_dir / program
+    if not path.is_file():
+        raise ConfigurationError(
+            f"entry point {path} does not exist; put {program} in the artifact's code/ folder "
+            "or set SAGEMAKER_PROGRAM to the script's name"
+        )
+    resolved_dir = code_dir.resolve()
+    for sibling in code_dir.glob("*.py"):
+        cached = sys.modules.get(sibling.stem)
+        cached_file = getattr(cached, "__file__", None)
+        if cached is not None and (cached_file is None or Path(cached_file).resolve().parent != resolved_dir):
+            del sys.modules[sibling.stem]
+    if str(resolved_dir) in sys.path:
+        sys.path.remove(str(resolved_dir))
+    sys.path.insert(0, str(resolved_dir))
+    module_name = f"localmaker_user_script_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigurationError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _call(fn: Callable[..., Any], *args: Any, context: Any) -> Any:
+    if _takes_context(fn):
+        return fn(*args, context=context)
+    return fn(*args)
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    try:
+        return "context" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _default_predict_fn(data: Any, model: Any) -> Any:
+    return model(data)
+
+
+@dataclass(frozen=True)
+class Handlers:
+    model_fn: Callable[..., Any]
+    input_fn: Callable[..., Any]
+    predict_fn: Callable[..., Any]
+    output_fn: Callable[..., Any]
+    transform_fn: Callable[..., Any] | None = None
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> Handlers:
+        model_fn = getattr(module, "model_fn", None)
+        if model_fn is None:
+            raise ConfigurationError(
+                f"{module.__file__} defines no model_fn(model_dir); add one that loads and returns your model"
+            )
+        transform_fn = getattr(module, "transform_fn", None)
+        three = [name for name in ("input_fn", "predict_fn", "output_fn") if hasattr(module, name)]
+        if transform_fn is not None and three:
+            raise ConfigurationError(
+                f"{module.__file__} defines transform_fn together with {', '.join(three)}; "
+                "define either transform_fn alone or input_fn/predict_fn/output_fn"
+            )
+        return cls(
+            model_fn=model_fn,
+            input_fn=getattr(module, "input_fn", None) or default_input_fn,
+            predict_fn=getattr(module, "predict_fn", None) or _default_predict_fn,
+            output_fn=getattr(module, "output_fn", None) or default_output_fn,
+            transform_fn=transform_fn,
+        )
+
+    def load_model(self, model_dir: Path, context: Any) -> Any:
+        return _call(self.model_fn, str(model_dir), context=context)
+
+    def invoke(self, model: Any, body: bytes, content_type: str, accept: str, context: Any) -> tuple[bytes, str]:
+        """Run one request through the hooks; returns the response body and its Content-Type."""
+        if self.transform_fn is not None:
+            result = _call(self.transform_fn, model, body, content_type, accept, context=context)
+        else:
+            data = _call(self.input_fn, body, content_type, context=context)
+            prediction = _call(self.predict_fn, data, model, context=context)
+            result = _call(self.output_fn, prediction, accept, context=context)
+        return _as_body(result, accept)
+
+
+def _as_body(result: Any, accept: str) -> tuple[bytes, str]:
+    """Hooks may return bytes, str, or (body, content_type), as the toolkits allow."""
+    content_type = JSON if is_any(accept) else base_type(accept)
+    if isinstance(result, tuple) and len(result) == 2:
+        result, content_type = result
+    if isinstance(result, str):
+        result = result.encode("utf-8")
+    if not isinstance(result, bytes | bytearray):
+        raise TypeError(
+            f"output_fn returned {type(result).__name__}; return bytes, str or (body, content_type)"
+        )
+    return bytes(result), content_type

@@ -1,0 +1,44 @@
+"""How a container process is started: its environment and its gunicorn command line.
+
+Shared by the control plane's instances and by ``localmaker serve``, so both run the same container.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import localmaker
+from localmaker.local_endpoint import gunicorn_conf
+
+WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
+
+
+def instance_environment(model_dir: Path, log_file: Path | None, extra: Mapping[str, str]) -> dict[str, str]:
+    """The container's environment: the caller's, the model's variables, and where to find things."""
+    env = {**os.environ, **extra, "LOCALMAKER_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    if log_file is not None:
+        env["LOCALMAKER_LOG_FILE"] = str(log_file)
+    # The instance must import this very localmaker, also when it runs from a source checkout.
+    package_root = str(Path(localmaker.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
+    return env
+
+
+def gunicorn_command(bind: str, env: Mapping[str, str], log_file: Path | None) -> list[str]:
+    """gunicorn serving the container app, sized by SageMaker's model-server variables."""
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--config", gunicorn_conf.__file__,
+        "--bind", bind,
+        "--workers", env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"),
+        "--threads", env.get("LOCALMAKER_SERVER_THREADS", "4"),
+        "--timeout", env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60"),
+    ]
+    if log_file is not None:
+        command += ["--error-logfile", str(log_file), "--access-logfile", str(log_file)]
+    else:
+        command += ["--access-logfile", "-"]
+    return [*command, WSGI_TARGET]

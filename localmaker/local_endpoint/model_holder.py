@@ -1,0 +1,68 @@
+"""Loads the model once per process, in the background, so /ping can answer while model_fn runs."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from typing import Any
+
+from localmaker.local_endpoint.context import InvocationContext
+from localmaker.local_endpoint.errors import ModelLoadFailed, ModelNotReady
+from localmaker.local_endpoint.handlers import Handlers, load_script
+from localmaker.local_endpoint.settings import EndpointSettings
+
+logger = logging.getLogger(__name__)
+
+
+class LoadState(enum.Enum):
+    LOADING = "Loading"
+    READY = "Healthy"
+    FAILED = "Failed"
+
+
+class ModelHolder:
+    def __init__(self, settings: EndpointSettings) -> None:
+        self._settings = settings
+        self._state = LoadState.LOADING
+        self._failure = ""
+        self._ready = threading.Event()
+        self.handlers: Handlers | None = None
+        self.model: Any = None
+
+    @property
+    def state(self) -> LoadState:
+        return self._state
+
+    @property
+    def failure(self) -> str:
+        return self._failure
+
+    def start(self) -> None:
+        threading.Thread(target=self.load, name="model-loader", daemon=True).start()
+
+    def load(self) -> None:
+        """Import the script and run model_fn; any failure is kept for /ping rather than crashing."""
+        try:
+            handlers = Handlers.from_module(load_script(self._settings.code_dir, self._settings.program))
+            context = InvocationContext.for_loading(self._settings.model_dir)
+            self.model = handlers.load_model(self._settings.model_dir, context)
+            self.handlers = handlers
+            self._state = LoadState.READY
+            logger.info("model loaded from %s", self._settings.model_dir)
+        except BaseException as exc:  # noqa: BLE001 - any failure must reach /ping, not kill the worker
+            self._failure = f"{type(exc).__name__}: {exc}"
+            self._state = LoadState.FAILED
+            logger.exception("model_fn failed")
+        finally:
+            self._ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def require_ready(self) -> tuple[Handlers, Any]:
+        if self._state is LoadState.FAILED:
+            raise ModelLoadFailed(f"model_fn failed: {self._failure}")
+        if self._state is not LoadState.READY or self.handlers is None:
+            raise ModelNotReady("the model is still loading; retry once GET /ping answers 200")
+        return self.handlers, self.model

@@ -1,0 +1,63 @@
+"""Container settings, read from the environment once at start-up (SageMaker's names where they exist)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from localmaker.errors import ConfigurationError
+
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints reject larger bodies
+DEFAULT_PROGRAM = "inference.py"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer; set it to a whole number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    model_dir: Path
+    code_dir: Path
+    program: str = DEFAULT_PROGRAM
+    workers: int = 1
+    threads: int = 4
+    timeout_s: int = 60
+    startup_timeout_s: int = 600
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    batch_size: int = 1
+    max_batch_delay_ms: int = 100
+    log_file: Path | None = None
+
+    @property
+    def program_path(self) -> Path:
+        return self.code_dir / self.program
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> EndpointSettings:
+        model_dir = Path(environ.get("SM_MODEL_DIR") or environ.get("LOCALMAKER_MODEL_DIR") or "/opt/ml/model")
+        code_dir = Path(environ.get("LOCALMAKER_CODE_DIR") or model_dir / "code")
+        log_file = environ.get("LOCALMAKER_LOG_FILE")
+        return cls(
+            model_dir=model_dir,
+            code_dir=code_dir,
+            program=environ.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM,
+            workers=_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
+            threads=_int(environ, "LOCALMAKER_SERVER_THREADS", 4),
+            timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+            startup_timeout_s=_int(environ, "LOCALMAKER_STARTUP_TIMEOUT", 600),
+            batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", 1),
+            max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", 100, minimum=0),
+            log_file=Path(log_file) if log_file else None,
+        )
