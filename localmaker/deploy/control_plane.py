@@ -91,7 +91,8 @@ class ControlPlaneApp:
 
     # -- moto pass-through with a look at the answer -------------------------------------------
 
-    def _forward(self, environ: Environ, request: dict[str, Any] | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+    def _forward(self, environ: Environ,
+                 request: dict[str, Any] | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
         if request is not None:
             body = json.dumps(request).encode("utf-8")
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
@@ -254,9 +255,9 @@ class ControlPlane:
     """A running control plane: the HTTP server, the endpoint runtime, and their shutdown."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1",
-                 work_root: Path | None = None, startup_timeout_s: float = 600.0) -> None:
+                 work_root: str | Path | None = None, startup_timeout_s: float = 600.0) -> None:
         self.region = region
-        self.work_root = work_root or Path(tempfile.mkdtemp(prefix="localmaker-"))
+        self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="localmaker-"))
         self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s)
         self.app = ControlPlaneApp(self.runtime, self.client)
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
@@ -268,7 +269,7 @@ class ControlPlane:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def client(self, service: str) -> Any:
         with self._clients_lock:

@@ -28,7 +28,7 @@ class BytesDeserializer(BaseDeserializer):
 
 
 class StringDeserializer(BaseDeserializer):
-    ACCEPT = ("application/json",)
+    ACCEPT: tuple[str, ...] = ("application/json",)
 
     def __init__(self, encoding: str = "UTF-8", accept: str | tuple[str, ...] = "application/json") -> None:
         self.encoding = encoding

@@ -33,7 +33,7 @@ class Session:
     """Holds the boto3 clients; owns the embedded control plane when no ``endpoint_url`` is given."""
 
     def __init__(self, endpoint_url: str | None = None, region_name: str = "us-east-1",
-                 work_root: Path | None = None, startup_timeout_s: float = 600.0) -> None:
+                 work_root: str | Path | None = None, startup_timeout_s: float = 600.0) -> None:
         self._control_plane: ControlPlane | None = None
         if endpoint_url is None:
             self._control_plane = ControlPlane(region=region_name, work_root=work_root,

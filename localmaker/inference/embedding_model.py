@@ -1,0 +1,207 @@
+"""A text-embedding model loaded the way production loads it: AutoTokenizer + AutoModel + pooling.
+
+The same code serves the bundled MiniLM, a tiny test Qwen3 and the real Qwen3-Embedding; what differs
+between them (pooling, truncation, prompts) comes from the model's own files (see embedding_layout).
+Weights load from safetensors only unless the operator opts in to pickle, because unpickling a
+downloaded ``.bin`` runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import embedding_pooling
+import numpy as np
+import torch
+from device_placement import dtype_kwarg_name, resolve_device, resolve_dtype
+from embedding_layout import MAX_SEQ_LENGTH_CAP, EmbeddingLayout, read_layout
+from handler_settings import ENV_ALLOW_PICKLE, HandlerSettings
+from serving_errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+_PROGRESS_MIN_BATCHES = 3
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+
+
+@dataclass(frozen=True)
+class EmbedOutput:
+    """Pooled float32 vectors, one row per text (not yet normalised), and the real tokens read."""
+
+    vectors: np.ndarray
+    token_count: int
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    return sorted({p for pattern in _WEIGHT_PATTERNS for p in model_dir.glob(pattern) if p.is_file()})
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """A cheap identity of the weights: config.json bytes plus weight file names and sizes.
+
+    Hashing gigabytes of weights at every start would cost more than the corpus embedding it guards.
+    """
+    digest = hashlib.sha256()
+    config = model_dir / "config.json"
+    digest.update(config.read_bytes() if config.is_file() else b"")
+    for path in _weight_files(model_dir):
+        digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
+    return digest.hexdigest()
+
+
+def _load_transformer(model_dir: Path, settings: HandlerSettings, dtype: torch.dtype) -> Any:
+    from transformers import AutoModel
+
+    has_safetensors = any(model_dir.glob("*.safetensors"))
+    if not has_safetensors and not settings.allow_pickle:
+        raise ModelLoadError(
+            f"{model_dir} holds no *.safetensors weights. Convert the checkpoint to safetensors "
+            f"(model.save_pretrained(dir, safe_serialization=True)), or set {ENV_ALLOW_PICKLE}=1 to allow "
+            "loading pickled .bin weights, which can run arbitrary code."
+        )
+    kwargs: dict[str, Any] = {
+        "use_safetensors": has_safetensors,
+        "trust_remote_code": settings.trust_remote_code,
+        dtype_kwarg_name(): dtype,
+    }
+    try:
+        return AutoModel.from_pretrained(str(model_dir), attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError) as exc:
+        # Not every architecture supports SDPA; the eager attention is the same maths, only slower.
+        logger.info("SDPA attention not available for this model (%s); using the default", exc)
+        return AutoModel.from_pretrained(str(model_dir), **kwargs)
+
+
+class EmbeddingModel:
+    """Tokenizer, transformer and pooling, with the truncation and prompts the model declares."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        transformer: Any,
+        layout: EmbeddingLayout,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_length: int,
+        batch_size: int,
+        fingerprint: str,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.transformer = transformer
+        self.layout = layout
+        self.device = device
+        self.dtype = dtype
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.fingerprint = fingerprint
+        self._prompt_lengths: dict[str, int] = {}
+        self.dimension = int(self._hidden_size())
+
+    @classmethod
+    def load(cls, model_dir: Path, settings: HandlerSettings) -> EmbeddingModel:
+        """Load from a transformers model directory (one with config.json)."""
+        from transformers import AutoTokenizer
+
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(device, settings.dtype)
+        layout = read_layout(model_dir, settings.pooling)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=settings.trust_remote_code)
+        transformer = _load_transformer(model_dir, settings, dtype).to(device).eval()
+        model = cls(
+            tokenizer=tokenizer,
+            transformer=transformer,
+            layout=layout,
+            device=device,
+            dtype=dtype,
+            max_length=_max_length(layout, tokenizer, transformer),
+            batch_size=settings.batch_size,
+            fingerprint=model_fingerprint(model_dir),
+        )
+        logger.info(
+            "loaded embedding model %s on %s (%s), dimension %d, max_length %d",
+            model_dir,
+            device,
+            str(dtype).removeprefix("torch."),
+            model.dimension,
+            model.max_length,
+        )
+        return model
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return self.layout.prompts
+
+    def _hidden_size(self) -> int:
+        config = self.transformer.config
+        for name in ("hidden_size", "d_model", "dim"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+        raise ModelLoadError("cannot tell the embedding dimension: config.json has no hidden_size.")
+
+    def _prompt_length(self, prompt: str) -> int:
+        """Tokens the prompt occupies at the start of each input, not counting a trailing special token."""
+        if prompt not in self._prompt_lengths:
+            ids = self.tokenizer(prompt, truncation=True, max_length=self.max_length)["input_ids"]
+            length = len(ids)
+            if ids and ids[-1] in set(self.tokenizer.all_special_ids):
+                length -= 1
+            self._prompt_lengths[prompt] = length
+        return self._prompt_lengths[prompt]
+
+    def _batches(self, texts: Sequence[str], show_progress: bool) -> Iterator[Sequence[str]]:
+        starts: Iterable[int] = range(0, len(texts), self.batch_size)
+        if show_progress and len(texts) > _PROGRESS_MIN_BATCHES * self.batch_size:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                pass
+            else:  # tqdm writes to stderr, which the instance log captures
+                starts = tqdm(starts, desc="embedding corpus", unit="batch", file=sys.stderr)
+        for start in starts:
+            yield texts[start : start + self.batch_size]
+
+    def embed(self, texts: Sequence[str], prompt: str | None = None, show_progress: bool = False) -> EmbedOutput:
+        """Pooled vectors for ``texts`` with ``prompt`` prepended, in batches of ``batch_size``."""
+        if prompt:
+            texts = [prompt + text for text in texts]
+        prompt_length = self._prompt_length(prompt) if prompt and not self.layout.include_prompt else 0
+        chunks: list[np.ndarray] = []
+        token_count = 0
+        for batch in self._batches(texts, show_progress):
+            encoded = self.tokenizer(
+                list(batch),
+                padding=True,
+                truncation="longest_first",
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            mask = encoded["attention_mask"]
+            token_count += int(mask.sum())
+            inputs = {key: value.to(self.device) for key, value in encoded.items()}
+            with torch.inference_mode():
+                states = self.transformer(**inputs).last_hidden_state.float()
+            pool_mask = embedding_pooling.exclude_prompt_tokens(mask, prompt_length).to(self.device)
+            pooled = embedding_pooling.pool(self.layout.pooling, states, pool_mask)
+            chunks.append(pooled.cpu().numpy().astype(np.float32, copy=False))
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dimension), dtype=np.float32)
+        return EmbedOutput(vectors=vectors, token_count=token_count)
+
+
+def _max_length(layout: EmbeddingLayout, tokenizer: Any, transformer: Any) -> int:
+    """sentence-transformers' rule: its max_seq_length, else the tokenizer's, capped by the positions."""
+    length = layout.max_seq_length
+    if length is None:
+        tokenizer_max = getattr(tokenizer, "model_max_length", None)
+        length = tokenizer_max if isinstance(tokenizer_max, int) and tokenizer_max > 0 else MAX_SEQ_LENGTH_CAP
+        length = min(length, MAX_SEQ_LENGTH_CAP)
+    positions = getattr(transformer.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        length = min(length, positions)
+    return length

@@ -1,0 +1,80 @@
+"""Content negotiation and the byte encodings of requests and responses.
+
+Only what the handler can honour is accepted: JSON in; JSON (and ``.npy`` for raw embeddings) out.
+A ``.npy`` body is written with ``allow_pickle=False`` semantics (a plain float32 array), so a client
+can read it with ``np.load(..., allow_pickle=False)`` and never unpickle anything from the network.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+from serving_errors import InvalidInput, UnsupportedAccept, UnsupportedContentType
+
+JSON = "application/json"
+NPY = "application/x-npy"
+REQUEST_TYPES = (JSON,)
+_WILDCARDS = ("*/*", "application/*")
+
+
+def media_type(header: str | None) -> str:
+    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``; ``""`` when absent."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def decode_json_body(data: bytes | bytearray | memoryview | str, content_type: str | None) -> Any:
+    """Parse a JSON request body; a missing Content-Type is taken as JSON, like the toolkit does."""
+    kind = media_type(content_type)
+    if kind not in ("", *REQUEST_TYPES):
+        raise UnsupportedContentType(
+            f"Content-Type {content_type!r} is not supported: send the request as {', '.join(REQUEST_TYPES)}."
+        )
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"the request body is not valid UTF-8 ({exc.reason} at byte {exc.start}): encode the JSON as UTF-8."
+            ) from exc
+    else:
+        text = data
+    if not text.strip():
+        raise InvalidInput('the request body is empty: send a JSON object such as {"inputs": "some text"}.')
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not valid JSON ({exc}): send a JSON object.") from exc
+
+
+def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
+    """The first type in ``accept`` that we offer; missing, empty or a wildcard means ``offered[0]``."""
+    if not accept or not accept.strip():
+        return offered[0]
+    for candidate in accept.split(","):
+        kind = media_type(candidate)
+        if kind in _WILDCARDS:
+            return offered[0]
+        if kind in offered:
+            return kind
+    raise UnsupportedAccept(f"Accept {accept!r} cannot be produced: ask for one of {', '.join(offered)}.")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_json(payload: Any) -> bytes:
+    return json.dumps(payload, default=_json_default, ensure_ascii=False).encode("utf-8")
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()

@@ -1,0 +1,148 @@
+"""The shape of embedding and search requests, checked strictly before any model work.
+
+A typo such as ``"top-k"`` or ``"dimension"`` silently ignored would return plausible but wrong
+results, so unknown keys are errors. Every error names the field and says what is allowed. Checks that
+need the model (the dimension limit, the prompt names) happen where the model is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from serving_errors import InvalidInput
+
+DEFAULT_TOP_K = 5
+EMBED_KEYS = ("inputs", "parameters")
+SEARCH_KEYS = ("query", "documents", "top_k", "parameters")
+PARAMETER_KEYS = ("dimensions", "prompt_name", "normalize")
+EMBED_EXAMPLE = '{"inputs": ["first text", "second text"], "parameters": {"dimensions": 256}}'
+SEARCH_EXAMPLE = '{"query": "who won?", "documents": ["doc one", "doc two"], "top_k": 5}'
+
+
+@dataclass(frozen=True)
+class EmbedParameters:
+    dimensions: int | None = None
+    prompt_name: str | None = None
+    normalize: bool = True
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Texts to embed, in order."""
+
+    inputs: list[str]
+    parameters: EmbedParameters
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A query ranked against ``documents``, or against the packed corpus when they are ``None``."""
+
+    query: str
+    documents: list[str] | None
+    top_k: int
+    parameters: EmbedParameters
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(obj) - set(allowed))
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(repr(k) for k in unknown)} in {where}: "
+            f"allowed fields are {', '.join(allowed)}."
+        )
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f'"{field}" must be a string, got {_type_name(value)}: send non-empty text.')
+    if not value.strip():
+        raise InvalidInput(f'"{field}" is an empty string: send non-empty text.')
+    return value
+
+
+def _text_list(value: Any, field: str, allow_single: bool) -> list[str]:
+    if allow_single and isinstance(value, str):
+        return [_text(value, field)]
+    if not isinstance(value, list):
+        expected = "a string or a list of strings" if allow_single else "a list of strings"
+        raise InvalidInput(f'"{field}" must be {expected}, got {_type_name(value)}: send e.g. ["some text"].')
+    if not value:
+        raise InvalidInput(f'"{field}" is an empty list: send at least one non-empty string.')
+    return [_text(item, f"{field}[{i}]") for i, item in enumerate(value)]
+
+
+def parse_parameters(value: Any) -> EmbedParameters:
+    """Check the optional ``parameters`` object (``dimensions``, ``prompt_name``, ``normalize``)."""
+    if value is None:
+        return EmbedParameters()
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            f'"parameters" must be an object, got {_type_name(value)}: send e.g. {{"dimensions": 256}} or omit it.'
+        )
+    _check_keys(value, PARAMETER_KEYS, '"parameters"')
+    dimensions = value.get("dimensions")
+    if dimensions is not None and (not _is_int(dimensions) or dimensions < 1):
+        raise InvalidInput(
+            f'"parameters.dimensions" must be a positive integer, got {dimensions!r}: send e.g. 256 or omit it.'
+        )
+    prompt_name = value.get("prompt_name")
+    if prompt_name is not None and not isinstance(prompt_name, str):
+        raise InvalidInput(
+            f'"parameters.prompt_name" must be a string, got {_type_name(prompt_name)}: '
+            'send a prompt name such as "query" or omit it.'
+        )
+    normalize = value.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise InvalidInput(
+            f'"parameters.normalize" must be a boolean, got {normalize!r}: send true or false, or omit it.'
+        )
+    return EmbedParameters(dimensions=dimensions, prompt_name=prompt_name, normalize=normalize)
+
+
+def _parse_search(body: dict[str, Any]) -> SearchRequest:
+    _check_keys(body, SEARCH_KEYS, "a search request")
+    query = _text(body["query"], "query")
+    documents = body.get("documents")
+    if documents is not None:
+        documents = _text_list(documents, "documents", allow_single=False)
+    top_k = body.get("top_k", DEFAULT_TOP_K)
+    if not _is_int(top_k) or top_k < 1:
+        raise InvalidInput(
+            f'"top_k" must be an integer of at least 1, got {top_k!r}: send e.g. 5, or omit it for {DEFAULT_TOP_K}.'
+        )
+    parameters = parse_parameters(body.get("parameters"))
+    if not parameters.normalize:
+        raise InvalidInput(
+            '"parameters.normalize" cannot be false for a search: scores are cosine similarities of '
+            "normalised vectors. Remove it or set it to true."
+        )
+    return SearchRequest(query=query, documents=documents, top_k=top_k, parameters=parameters)
+
+
+def parse_embedding_request(body: Any) -> EmbedRequest | SearchRequest:
+    """A search when the body has "query", an embedding request when it has "inputs"."""
+    if not isinstance(body, dict):
+        raise InvalidInput(
+            f"the request body must be a JSON object, got {_type_name(body)}: "
+            f"send e.g. {EMBED_EXAMPLE} or {SEARCH_EXAMPLE}."
+        )
+    if "query" in body:
+        return _parse_search(body)
+    if "inputs" in body:
+        _check_keys(body, EMBED_KEYS, "an embedding request")
+        inputs = _text_list(body["inputs"], "inputs", allow_single=True)
+        return EmbedRequest(inputs=inputs, parameters=parse_parameters(body.get("parameters")))
+    raise InvalidInput(
+        'the request needs "inputs" (to embed texts) or "query" (to search): '
+        f"send e.g. {EMBED_EXAMPLE} or {SEARCH_EXAMPLE}."
+    )

@@ -1,0 +1,146 @@
+"""Unpack a model.tar.gz without trusting it.
+
+A model archive comes from S3 and may have been built by anyone, so it is judged as a whole before a
+single byte is written: paths that escape the destination, links that point outside it, device files
+and FIFOs, and archives too large or with too many members (tar bombs) are all refused, naming the
+member. Extraction then goes to a temp dir beside the destination and is renamed into place, so a
+failure half-way (a corrupt stream, a full disk) leaves nothing behind. ``filter="data"`` is passed
+as well, as defence in depth, where the running Python supports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+from localmaker.errors import ArtifactError, ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
+DEFAULT_MAX_MEMBERS = 100_000
+
+_HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+_STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+
+
+def _normalise(name: str) -> str:
+    """Archive-relative POSIX path of a member (``./a/b`` → ``a/b``, root entry → ``.``)."""
+    return posixpath.normpath(name.replace("\\", "/")) if name else "."
+
+
+def _is_outside(relpath: str) -> bool:
+    return relpath == ".." or relpath.startswith("../") or posixpath.isabs(relpath)
+
+
+def _refuse(archive: Path, member: tarfile.TarInfo, why: str) -> ArtifactError:
+    return ArtifactError(f"refusing to unpack {archive}: member {member.name!r} {why}")
+
+
+def judge_member(archive: Path, member: tarfile.TarInfo) -> None:
+    """Raise ArtifactError if extracting ``member`` could write, or point, outside the destination."""
+    raw = member.name.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise _refuse(archive, member, "has an absolute path")
+    if ".." in raw.split("/"):
+        raise _refuse(archive, member, "escapes the destination with '..'")
+    name = _normalise(raw)
+    if member.issym():
+        target = member.linkname.replace("\\", "/")
+        if target.startswith("/"):
+            raise _refuse(archive, member, f"is a symlink to the absolute path {member.linkname!r}")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if _is_outside(resolved):
+            raise _refuse(archive, member, f"is a symlink to {member.linkname!r}, outside the destination")
+    elif member.islnk():
+        target = member.linkname.replace("\\", "/")
+        resolved = posixpath.normpath(target)
+        if target.startswith("/") or ".." in target.split("/") or _is_outside(resolved):
+            raise _refuse(archive, member, f"is a hard link to {member.linkname!r}, outside the destination")
+    elif member.ischr() or member.isblk():
+        raise _refuse(archive, member, "is a device file")
+    elif member.isfifo():
+        raise _refuse(archive, member, "is a FIFO")
+    elif member.issparse():
+        raise _refuse(archive, member, "is a sparse file")
+    elif not (member.isreg() or member.isdir()):
+        raise _refuse(archive, member, f"has unsupported type {member.type!r}")
+
+
+def _judge_archive(archive: Path, tf: tarfile.TarFile, max_total_bytes: int, max_members: int) -> list[tarfile.TarInfo]:
+    """Read every header and judge it; return the members once all of them passed."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    for member in tf:
+        if len(members) >= max_members:
+            raise ArtifactError(
+                f"refusing to unpack {archive}: more than {max_members} members (at {member.name!r}); "
+                f"this looks like a tar bomb"
+            )
+        judge_member(archive, member)
+        if member.isreg():
+            total += member.size
+            if total > max_total_bytes:
+                why = f"takes the unpacked size over the {max_total_bytes}-byte cap (tar bomb?)"
+                raise _refuse(archive, member, why)
+        members.append(member)
+    return members
+
+
+def _check_dest(dest: Path) -> None:
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise ConfigurationError(f"cannot unpack into {dest}: it exists and is not a directory")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise ConfigurationError(f"cannot unpack into {dest}: the directory is not empty")
+
+
+def unpack(
+    archive: Path,
+    dest: Path,
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> Path:
+    """Safely extract ``archive`` (gzip-compressed or plain tar) into ``dest`` and return ``dest``.
+
+    ``dest`` must not exist or be an empty directory. All members are judged before anything is
+    written; on any failure ``dest`` is left as it was.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise ArtifactError(f"model archive {archive} does not exist or is not a file")
+    _check_dest(dest)
+    try:
+        # Not a `with`: only the open itself should map to "not a tar"; the `with` follows below.
+        tf = tarfile.open(archive, mode="r:*")  # noqa: SIM115
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise ArtifactError(f"{archive} is not a readable tar or tar.gz archive: {exc}") from exc
+    with tf:
+        try:
+            members = _judge_archive(archive, tf, max_total_bytes, max_members)
+        except ArtifactError:
+            raise
+        except _STREAM_ERRORS as exc:
+            raise ArtifactError(f"{archive} is corrupt or truncated: {exc}") from exc
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
+        try:
+            if _HAS_DATA_FILTER:
+                tf.extractall(tmp, members=members, filter="data")
+            else:  # pragma: no cover - Pythons without PEP 706; the judging above already ran
+                tf.extractall(tmp, members=members)
+            os.replace(tmp, dest)  # POSIX rename may replace an empty directory, checked above
+        except _STREAM_ERRORS as exc:
+            raise ArtifactError(f"failed to unpack {archive} into {dest}: {exc}") from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("unpacked %s (%d members) into %s", archive, len(members), dest)
+    return dest

@@ -1,0 +1,153 @@
+"""The whole path for the embedding model: pack, upload to moto S3, gunicorn instances, predict."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from localmaker import ModelError
+from localmaker.deploy import FakePredictor, Model
+from localmaker.deserializers import JSONDeserializer, NumpyDeserializer
+from localmaker.serializers import JSONSerializer
+from tests.e2e.conftest import ROLE, instance_pids
+from tests.process_probe import group_members
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def qwen_endpoint(session, tiny_qwen3_dir, started_groups):
+    predictor = Model(model_data="tiny-qwen3", role=ROLE, sagemaker_session=session).deploy(
+        initial_instance_count=2, instance_type="ml.g5.xlarge",
+        serializer=JSONSerializer(), deserializer=JSONDeserializer())
+    started_groups.update(instance_pids(session, predictor.endpoint_name))
+    yield predictor
+    predictor.delete_endpoint()
+
+
+def test_deploy_records_real_state_in_moto(session, qwen_endpoint):
+    sagemaker = session.sagemaker_client
+    described = sagemaker.describe_endpoint(EndpointName=qwen_endpoint.endpoint_name)
+    assert described["EndpointStatus"] == "InService"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g5.xlarge"
+    assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
+    model = sagemaker.describe_model(ModelName=qwen_endpoint.model_name)
+    url = model["PrimaryContainer"]["ModelDataUrl"]
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    head = session.s3_client.head_object(Bucket=bucket, Key=key)
+    assert head["ContentLength"] > 10_000
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+def test_embeddings_are_unit_vectors_with_matryoshka_dimensions(qwen_endpoint):
+    answer = qwen_endpoint.predict({"inputs": ["Ronaldo Plays for portugal", "Aegentina won FIFA worldcup"]})
+    vectors = np.array(answer["embeddings"])
+    assert vectors.shape == (2, answer["dimensions"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert answer["usage"]["tokens"] > 4
+
+    short = qwen_endpoint.predict({"inputs": "Ronaldo Plays for portugal", "parameters": {"dimensions": 8}})
+    truncated = np.array(short["embeddings"][0])
+    assert truncated.shape == (8,)
+    expected = vectors[0, :8] / np.linalg.norm(vectors[0, :8])
+    np.testing.assert_allclose(truncated, expected, atol=1e-5)
+
+
+def test_npy_accept_returns_a_float32_array(session, qwen_endpoint):
+    numpy_predictor = FakePredictor(qwen_endpoint.endpoint_name, session, JSONSerializer(), NumpyDeserializer())
+    array = numpy_predictor.predict({"inputs": ["a", "b", "c"]})
+    assert numpy_predictor.last_response_headers["Content-Type"] == "application/x-npy"
+    assert array.dtype == np.float32 and array.shape[0] == 3
+    np.testing.assert_allclose(np.linalg.norm(array, axis=1), 1.0, atol=1e-5)
+
+
+def test_search_ranks_documents_by_cosine(qwen_endpoint):
+    documents = ["Ronaldo scores goals grater than messi", "Ronaldo Plays for portugal",
+                 "Leonardo messi plays soccer", "Aegentina won FIFA worldcup"]
+    answer = qwen_endpoint.predict({"query": "Is ronaldo better than messi", "documents": documents, "top_k": 3})
+    results = answer["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3]
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(documents[r["index"]] == r["text"] for r in results)
+
+
+def _invocation_counts(log_files: list[Path], expected_total: int | None = None) -> list[int]:
+    """Access-log lines are written just after each response, so wait until the counts settle."""
+    deadline = time.monotonic() + 5
+    counts: list[int] = []
+    while time.monotonic() < deadline:
+        latest = [f.read_text().count("POST /invocations") for f in log_files]
+        settled = latest == counts and (expected_total is None or sum(latest) >= expected_total)
+        if settled:
+            break
+        counts = latest
+        time.sleep(0.2)
+    return counts
+
+
+def test_requests_round_robin_across_both_instances(session, qwen_endpoint):
+    instances = session.local_endpoint(qwen_endpoint.endpoint_name)["Variants"][0]["Instances"]
+    assert len(instances) == 2 and len({i["Url"] for i in instances}) == 2
+    logs = [Path(i["LogFile"]) for i in instances]
+    predictor = FakePredictor(qwen_endpoint.endpoint_name, session, JSONSerializer(), JSONDeserializer())
+    before = _invocation_counts(logs)
+    for _ in range(4):
+        predictor.predict({"inputs": "hello"})
+    after = _invocation_counts(logs, expected_total=sum(before) + 4)
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2]
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "fragment"), [
+    (b"{not json", {"ContentType": "application/json"}, 400, "JSON"),
+    (b"a,b", {"ContentType": "text/csv"}, 415, "application/json"),
+    (json.dumps({"inputs": "x"}).encode(), {"Accept": "image/gif"}, 406, "application/json"),
+    (json.dumps({"inputs": []}).encode(), {}, 400, "inputs"),
+    (json.dumps({"inputs": [1, 2]}).encode(), {}, 400, "inputs"),
+    (b"[" + b"1," * (3 * 1024 * 1024) + b"1]", {}, 413, "6"),
+])
+def test_bad_input_gets_a_4xx_with_a_message_and_the_endpoint_keeps_serving(
+        qwen_endpoint, body, headers, status, fragment):
+    with pytest.raises(ModelError) as caught:
+        qwen_endpoint.predict(body, initial_args={"ContentType": "application/json", **headers})
+    assert caught.value.original_status_code == status
+    assert fragment in caught.value.original_message
+    assert "Traceback" not in caught.value.original_message
+    assert qwen_endpoint.predict({"inputs": "still serving"})["embeddings"]
+
+
+def test_boto3_invoke_endpoint_goes_through_the_control_plane(session, qwen_endpoint):
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=session.endpoint_url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    answer = runtime.invoke_endpoint(EndpointName=qwen_endpoint.endpoint_name, ContentType="application/json",
+                                     Body=json.dumps({"inputs": ["hi"]}))
+    assert answer["ContentType"] == "application/json"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    assert len(json.loads(answer["Body"].read())["embeddings"]) == 1
+    with pytest.raises(ClientError) as caught:
+        runtime.invoke_endpoint(EndpointName=qwen_endpoint.endpoint_name, ContentType="application/json",
+                                Body=b"{broken")
+    assert caught.value.response["Error"]["Code"] == "ModelError"
+    assert caught.value.response["OriginalStatusCode"] == 400
+
+
+def test_delete_endpoint_reaps_every_process(session, tiny_qwen3_dir):
+    predictor = Model(model_data=str(tiny_qwen3_dir), role=ROLE, sagemaker_session=session).deploy(
+        initial_instance_count=1, instance_type="ml.m5.xlarge")
+    groups = instance_pids(session, predictor.endpoint_name)
+    assert all(group_members(g) for g in groups)
+    predictor.delete_endpoint()
+    deadline = time.monotonic() + 15
+    while any(group_members(g) for g in groups) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(group_members(g) for g in groups)
+    with pytest.raises(ClientError) as caught:
+        session.sagemaker_client.describe_endpoint(EndpointName=predictor.endpoint_name)
+    assert caught.value.response["Error"]["Code"] == "ValidationException"

@@ -1,0 +1,50 @@
+"""Load ``inference.py`` the way SageMaker and the local server do: by file path, ``code/`` on sys.path.
+
+Importing it as ``localmaker.inference.inference`` would hide mistakes such as a relative import or an
+import of ``localmaker``, which break in a real container.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from localmaker.inference import CODE_DIR
+
+
+def load_handler_module(code_dir: Path = CODE_DIR, name: str = "localmaker_test_inference") -> ModuleType:
+    """Execute ``code_dir/inference.py`` as a fresh module, with ``code_dir`` first on sys.path."""
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    spec = importlib.util.spec_from_file_location(name, code_dir / "inference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sibling(name: str, code_dir: Path = CODE_DIR) -> ModuleType:
+    """A sibling of inference.py, imported as the top-level module the handler itself uses."""
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    return importlib.import_module(name)
+
+
+def invoke(
+    handler: ModuleType,
+    model: object,
+    body: bytes | str | dict[str, object] | list[object],
+    content_type: str = "application/json",
+    accept: str = "application/json",
+) -> tuple[bytes, str]:
+    """Run input_fn -> predict_fn -> output_fn, as the server does for one request."""
+    import json
+
+    raw = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+    data = handler.input_fn(raw, content_type)
+    prediction = handler.predict_fn(data, model)
+    result: tuple[bytes, str] = handler.output_fn(prediction, accept)
+    return result
