@@ -103,7 +103,11 @@ class Model:
               timeout_s: int | None) -> None:
         session = self.sagemaker_session
         # A Failed endpoint stays described, as in SageMaker; its processes are already stopped.
-        session.wait_for_endpoint(endpoint_name, timeout_s=(timeout_s or 900) + 60)
+        ticker = _StatusTicker()
+        try:
+            session.wait_for_endpoint(endpoint_name, timeout_s=(timeout_s or 900) + 60, progress=ticker)
+        finally:
+            ticker.finish()
         info = session.local_endpoint(endpoint_name)
         instances = [i for v in info["Variants"] for i in v["Instances"]]
         devices = ", ".join(sorted({i["Device"] for i in instances}))
@@ -114,3 +118,25 @@ class Model:
     def _unique_name(self) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return f"{self._data.label}-{stamp}-{uuid.uuid4().hex[:4]}"[:63].strip("-")
+
+
+class _StatusTicker:
+    """Prints the SageMaker SDK's wait line: a dash a second while Creating, then ``!`` when InService."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._started = False
+
+    def __call__(self, status: str) -> None:
+        now = time.monotonic()
+        if status == "InService":
+            print("!" if self._started else "", end="", flush=True)
+        elif now - self._last >= 1.0:
+            if not self._started:
+                print("[localmaker] Creating endpoint ", end="", flush=True)
+            print("-", end="", flush=True)
+            self._started, self._last = True, now
+
+    def finish(self) -> None:
+        if self._started:
+            print(flush=True)

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,18 @@ class Session:
         with urllib.request.urlopen(f"{self.endpoint_url}/_localmaker/endpoints/{name}", timeout=10) as answer:
             return dict(json.load(answer))
 
-    def wait_for_endpoint(self, name: str, timeout_s: float = 900.0, poll_s: float = 0.25) -> dict[str, Any]:
-        """Poll DescribeEndpoint until InService; a Failed endpoint raises with its FailureReason."""
+    def wait_for_endpoint(self, name: str, timeout_s: float = 900.0, poll_s: float = 0.25,
+                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Poll DescribeEndpoint until InService; a Failed endpoint raises with its FailureReason.
+
+        ``progress`` receives each status seen, so callers can show the wait as the SDK does.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             description = self.sagemaker_client.describe_endpoint(EndpointName=name)
             status = description["EndpointStatus"]
+            if progress is not None:
+                progress(status)
             if status == "InService":
                 return dict(description)
             if status == "Failed":
