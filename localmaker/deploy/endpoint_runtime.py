@@ -186,6 +186,9 @@ class EndpointRuntime:
                 instance.start()
                 variant.instances.append(instance)
                 variant.devices.append(placement.device)
+                if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
+                    instance.stop()
+                    return
 
     def _await_health(self, endpoint: LocalEndpoint) -> None:
         deadline = time.monotonic() + self._startup_timeout_s
@@ -227,5 +230,9 @@ class EndpointRuntime:
 
     @staticmethod
     def _stop(endpoint: LocalEndpoint) -> None:
-        for instance in endpoint.processes():
-            instance.stop()
+        # Signal every instance before waiting for any, so they drain in parallel.
+        instances = endpoint.processes()
+        for instance in instances:
+            instance.terminate()
+        for instance in instances:
+            instance.reap()

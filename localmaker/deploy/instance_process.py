@@ -93,19 +93,26 @@ class InstanceProcess:
             return ""
         return "\n".join(text[-lines:])
 
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is left after the grace period."""
+    def terminate(self) -> None:
+        """Ask the whole process group to stop (gunicorn drains in-flight requests on SIGTERM)."""
         process = self._process
-        if process is None or process.poll() is not None:
-            self._reap_group(process)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            logger.warning("instance %s ignored SIGTERM; killing it", self.instance_id)
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+
+    def reap(self, grace_s: float = 10.0) -> None:
+        """Wait for a terminated instance, then SIGKILL whatever is left of its group."""
+        process = self._process
+        if process is not None:
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("instance %s ignored SIGTERM; killing it", self.instance_id)
         self._reap_group(process)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        self.terminate()
+        self.reap(grace_s)
 
     @staticmethod
     def _reap_group(process: subprocess.Popen[bytes] | None) -> None:

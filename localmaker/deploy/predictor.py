@@ -38,6 +38,7 @@ class FakePredictor:
         self._urls: list[str] = []
         self._turn: Any = None
         self._lock = threading.Lock()
+        self.last_response_headers: dict[str, str] = {}
 
     @property
     def content_type(self) -> str:

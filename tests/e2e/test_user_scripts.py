@@ -27,7 +27,16 @@ def _write_script(folder, source: str, name: str = "inference.py"):
     return folder
 
 
-def test_script_with_only_model_fn_and_predict_fn_returning_a_tensor(session, tmp_path, tiny_qwen3_dir):
+@pytest.fixture(scope="module")
+def packed_archive(tmp_path_factory, tiny_qwen3_dir):
+    """A model.tar.gz written by the CLI, as a user would make one."""
+    archive = tmp_path_factory.mktemp("packed") / "model.tar.gz"
+    subprocess.run([sys.executable, "-m", "localmaker.cli", "pack", str(tiny_qwen3_dir), "-o", str(archive)],
+                   check=True, capture_output=True, timeout=120)
+    return archive
+
+
+def test_script_with_only_model_fn_and_predict_fn_returning_a_tensor(session, tmp_path, packed_archive):
     source_dir = _write_script(tmp_path / "src", """
         import torch
         from helpers import scale
@@ -39,7 +48,8 @@ def test_script_with_only_model_fn_and_predict_fn_returning_a_tensor(session, tm
             return {"scaled": model(torch.tensor(data["values"])) * scale()}
     """, name="serve.py")
     (source_dir / "helpers.py").write_text("def scale():\n    return 10\n")
-    model = Model(model_data=str(tiny_qwen3_dir), role=ROLE, entry_point="serve.py", source_dir=source_dir,
+    # An existing model.tar.gz plus source_dir: the artifact is repacked with the user's code/.
+    model = Model(model_data=f"file://{packed_archive}", role=ROLE, entry_point="serve.py", source_dir=source_dir,
                   sagemaker_session=session)
     with model.deploy(initial_instance_count=1, instance_type="ml.m5.large",
                       serializer=JSONSerializer(), deserializer=JSONDeserializer()) as predictor:
@@ -75,17 +85,17 @@ def test_a_script_that_does_not_import_fails_the_endpoint_with_the_reason(sessio
         model.deploy(initial_instance_count=1, instance_type="ml.m5.large")
 
 
-def test_estimator_with_model_data_deploys_without_training(session, tmp_path, tiny_qwen3_dir):
-    archive = tmp_path / "model.tar.gz"
-    subprocess.run([sys.executable, "-m", "localmaker.cli", "pack", str(tiny_qwen3_dir), "-o", str(archive)],
-                   check=True, capture_output=True, timeout=120)
-    estimator = Estimator(entry_point="inference.py", model_data=f"file://{archive}", role=ROLE,
+def test_estimator_with_s3_model_data_deploys_without_training(session, packed_archive):
+    s3_url = session.upload_file(packed_archive, "uploaded/model.tar.gz")
+    estimator = Estimator(entry_point="inference.py", model_data=s3_url, role=ROLE,
                           instance_type="ml.g4dn.xlarge", sagemaker_session=session)
     predictor = estimator.deploy(initial_instance_count=1, instance_type="ml.m5.xlarge",
                                  serializer=JSONSerializer(), deserializer=JSONDeserializer())
     try:
         answer = predictor.predict({"inputs": ["one", "two"]})
         assert len(answer["embeddings"]) == 2
+        model = session.sagemaker_client.describe_model(ModelName=predictor.model_name)
+        assert model["PrimaryContainer"]["ModelDataUrl"] == s3_url  # used in place, not re-uploaded
     finally:
         predictor.delete_endpoint()
         predictor.delete_model()
