@@ -115,39 +115,39 @@ def test_packed_corpus_is_searched_when_no_documents_are_sent(session, tmp_path,
     assert all(r["text"] == lines[r["index"]]["text"] for r in results)
 
 
-def test_processes_are_reaped_when_the_interpreter_exits_without_cleanup(tmp_path, tiny_qwen3_dir):
-    script = tmp_path / "forgetful.py"
+def _deploying_script(tmp_path, model_dir, then: str):
+    """A user script that deploys one instance, prints its process group as JSON, then does ``then``."""
+    script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(f"""
-        import json
+        import json, time
         from localmaker import Model, Session
         session = Session(work_root={str(tmp_path / 'work')!r})
-        predictor = Model(model_data={str(tiny_qwen3_dir)!r}, role={ROLE!r},
-                          sagemaker_session=session).deploy(initial_instance_count=1, instance_type="ml.m5.large")
-        info = session.local_endpoint(predictor.endpoint_name)
-        print(json.dumps([i["Pid"] for v in info["Variants"] for i in v["Instances"]]))
-        # no delete_endpoint(), no session.close(): the interpreter just exits
-    """))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    groups = json.loads(done.stdout.strip().splitlines()[-1])
-    deadline = time.monotonic() + 10
-    while any(group_members(g) for g in groups) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert groups and not any(group_members(g) for g in groups)
-
-
-def test_instances_exit_when_the_control_plane_is_killed(tmp_path, tiny_qwen3_dir):
-    script = tmp_path / "victim.py"
-    script.write_text(textwrap.dedent(f"""
-        import json, sys, time
-        from localmaker import Model, Session
-        session = Session(work_root={str(tmp_path / 'work')!r})
-        predictor = Model(model_data={str(tiny_qwen3_dir)!r}, role={ROLE!r},
+        predictor = Model(model_data={str(model_dir)!r}, role={ROLE!r},
                           sagemaker_session=session).deploy(initial_instance_count=1, instance_type="ml.m5.large")
         info = session.local_endpoint(predictor.endpoint_name)
         print(json.dumps([i["Pid"] for v in info["Variants"] for i in v["Instances"]]), flush=True)
-        time.sleep(600)
-    """))
+    """) + then + "\n")
+    return script
+
+
+def _wait_until_gone(groups: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(group_members(g) for g in groups) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(group_members(g) for g in groups)
+
+
+def test_processes_are_reaped_when_the_interpreter_exits_without_cleanup(tmp_path, tiny_qwen3_dir):
+    # no delete_endpoint(), no session.close(): the interpreter just exits
+    script = _deploying_script(tmp_path, tiny_qwen3_dir, then="")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    groups = json.loads(done.stdout.strip().splitlines()[-1])
+    assert groups and _wait_until_gone(groups, timeout_s=10)
+
+
+def test_instances_exit_when_the_control_plane_is_killed(tmp_path, tiny_qwen3_dir):
+    script = _deploying_script(tmp_path, tiny_qwen3_dir, then="time.sleep(600)")
     victim = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert victim.stdout is not None
@@ -159,7 +159,4 @@ def test_instances_exit_when_the_control_plane_is_killed(tmp_path, tiny_qwen3_di
     finally:
         victim.kill()  # SIGKILL: no atexit, no cleanup in the parent
         victim.wait(timeout=10)
-    deadline = time.monotonic() + 20
-    while any(group_members(g) for g in groups) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(group_members(g) for g in groups), "instances outlived a SIGKILLed control plane"
+    assert _wait_until_gone(groups, timeout_s=20), "instances outlived a SIGKILLed control plane"
