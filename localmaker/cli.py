@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from localmaker.errors import LocalmakerError
+from localmaker.errors import ConfigurationError, LocalmakerError
 from localmaker.logging_setup import configure_logging
 
 DEMO_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
@@ -21,6 +21,12 @@ DEMO_DOCUMENTS = [
     "Leonardo messi plays soccer",
     "Aegentina won FIFA worldcup",
 ]
+DEMO_PROMPT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
+DEMO_IMAGE_REQUEST = {
+    "inputs": DEMO_PROMPT,
+    "parameters": {"negative_prompt": "blurry, low quality, distorted, watermark",
+                   "guidance_scale": 7.5, "num_inference_steps": 30, "seed": 42},
+}
 
 
 def _show_warning(message: warnings.WarningMessage | Warning | str, category: type[Warning], *_: object,
@@ -30,21 +36,73 @@ def _show_warning(message: warnings.WarningMessage | Warning | str, category: ty
 
 def run_demo(args: argparse.Namespace) -> int:
     from localmaker.deploy import Model, Session
-    from localmaker.deploy.deserializers import JSONDeserializer
+    from localmaker.deploy.deserializers import BytesDeserializer, JSONDeserializer
     from localmaker.deploy.serializers import JSONSerializer
 
-    print(f"[localmaker] Packaging '{args.model}' and deploying it (first start loads the model)...", flush=True)
+    print(f"[localmaker] Packaging '{args.model}' and '{args.sd_model}' and deploying both "
+          "(the first start loads the models)...", flush=True)
     with Session() as session:
-        model = Model(model_data=args.model, role=DEMO_ROLE, sagemaker_session=session)
-        with model.deploy(initial_instance_count=1, instance_type=args.instance_type,
-                          serializer=JSONSerializer(), deserializer=JSONDeserializer()) as predictor:
-            answer = predictor.predict({"query": DEMO_QUERY, "documents": DEMO_DOCUMENTS,
-                                        "top_k": len(DEMO_DOCUMENTS)})
+        text_model = Model(model_data=args.model, role=DEMO_ROLE, sagemaker_session=session)
+        image_model = Model(model_data=args.sd_model, role=DEMO_ROLE, sagemaker_session=session)
+        with text_model.deploy(initial_instance_count=1, instance_type=args.instance_type,
+                               serializer=JSONSerializer(), deserializer=JSONDeserializer()) as search, \
+                image_model.deploy(initial_instance_count=1, instance_type=args.instance_type,
+                                   serializer=JSONSerializer(), deserializer=BytesDeserializer()) as painter:
+            answer = search.predict({"query": DEMO_QUERY, "documents": DEMO_DOCUMENTS, "top_k": len(DEMO_DOCUMENTS)})
             print(f"\nQuery: {DEMO_QUERY}\n")
             for result in answer["results"]:
                 print(f"#{result['rank']} (score={result['score']:.4f}) → {result['text']}")
+            print(f"\nPrompt: {DEMO_PROMPT}")
+            png = painter.predict(DEMO_IMAGE_REQUEST, initial_args={"Accept": "image/png"})
+            output = Path(args.image_output)
+            output.write_bytes(png)
+            print(f"Saved the image to {output.resolve()}")
+            if args.sd_model == "tiny-sd":
+                print("Note: the offline default 'tiny-sd' is a random-weight tiny pipeline (the real SD1.5 classes, "
+                      "untrained), so the image is noise. Run `localmaker demo --sd-model DIR` with a Stable "
+                      "Diffusion v1.5 directory for a real picture.")
             print()
-        print("[localmaker] Endpoint deleted; every instance process has been stopped.")
+        print("[localmaker] Endpoints deleted; every instance process has been stopped.")
+    return 0
+
+
+def _number_list(kind: type[float] | type[int]) -> Callable[[str], list[float] | list[int]]:
+    def parse(text: str) -> list[float] | list[int]:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s, "
+                                             "e.g. 5,7.5,9") from None
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return values
+
+    return parse
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from localmaker.deploy import Model, Session
+    from localmaker.deploy.sweep import SweepSettings, contact_sheet, run_sweep, write_table
+
+    settings = SweepSettings(prompt=args.prompt, guidance_scales=args.guidance, step_counts=args.steps,
+                             negative_prompt=args.negative_prompt, size=args.size, seed=args.seed,
+                             scheduler=args.scheduler)
+    if args.endpoint:
+        url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if not url:
+            raise ConfigurationError("--endpoint needs the control plane's URL: pass --endpoint-url or set "
+                                     "AWS_ENDPOINT_URL to the address `localmaker up` printed")
+        session = Session(endpoint_url=url)
+        results = run_sweep(session, args.endpoint, settings)
+    else:
+        with Session() as session:
+            model = Model(model_data=args.model, role=DEMO_ROLE, sagemaker_session=session)
+            with model.deploy(initial_instance_count=1, instance_type=args.instance_type) as predictor:
+                results = run_sweep(session, predictor.endpoint_name, settings)
+    output = Path(args.output)
+    contact_sheet(results, settings).save(output)
+    table = write_table(results, Path(args.table) if args.table else output.with_suffix(".md"))
+    print(f"contact sheet: {output.resolve()}\ntable: {table.resolve()}")
     return 0
 
 
@@ -79,10 +137,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="deploy the embedding model offline and run the seed's search")
-    demo.add_argument("--model", default="minilm", help="model source (default: the bundled MiniLM)")
+    demo = commands.add_parser("demo", help="deploy both models offline: the seed's search and its astronaut image")
+    demo.add_argument("--model", default="minilm", help="embedding model source (default: the bundled MiniLM)")
+    demo.add_argument("--sd-model", default="tiny-sd",
+                      help="Stable Diffusion source: tiny-sd (random weights, offline), sd15 (HF cache) or a directory")
     demo.add_argument("--instance-type", default="ml.g5.xlarge")
+    demo.add_argument("--image-output", default="localmaker-demo-astronaut.png", help="where to save the image")
     demo.set_defaults(run=run_demo)
+
+    sweep = commands.add_parser("sweep", help="render guidance x steps as a labelled contact sheet")
+    target = sweep.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="deploy this Stable Diffusion source for the sweep, then delete it")
+    target.add_argument("--endpoint", help="reuse this running endpoint (see --endpoint-url)")
+    sweep.add_argument("--endpoint-url", help="control plane URL for --endpoint (default: $AWS_ENDPOINT_URL)")
+    sweep.add_argument("--prompt", required=True)
+    sweep.add_argument("--guidance", type=_number_list(float), default=[5.0, 7.5, 9.0], help="e.g. 5,7.5,9")
+    sweep.add_argument("--steps", type=_number_list(int), default=[20, 40, 70], help="e.g. 20,40,70")
+    sweep.add_argument("--negative-prompt")
+    sweep.add_argument("--size", type=int, help="height and width in pixels (default: the model's native size)")
+    sweep.add_argument("--seed", type=int, default=42)
+    sweep.add_argument("--scheduler", help="pndm, ddim, euler, euler_a, dpmpp_2m or lms")
+    sweep.add_argument("--instance-type", default="ml.g5.xlarge")
+    sweep.add_argument("-o", "--output", default="sweep.png")
+    sweep.add_argument("--table", help="seconds per image: .md (default, beside the sheet) or .csv")
+    sweep.set_defaults(run=run_sweep)
 
     pack = commands.add_parser("pack", help="write a SageMaker-layout model.tar.gz")
     pack.add_argument("source", help="minilm, tiny-qwen3, a model directory, or a cached hub id")

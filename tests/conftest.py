@@ -33,3 +33,10 @@ def tiny_qwen3_dir(localmaker_home: Path) -> Path:
     from localmaker.model.sources import resolve_source
 
     return resolve_source("tiny-qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(localmaker_home: Path) -> Path:
+    from localmaker.model.sources import resolve_source
+
+    return resolve_source("tiny-sd")

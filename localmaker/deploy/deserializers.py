@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -64,6 +65,38 @@ class NumpyDeserializer(BaseDeserializer):
         raise ValueError(f"NumpyDeserializer cannot read {content_type!r}; ask for application/x-npy")
 
 
+class ImageDeserializer(BaseDeserializer):
+    """PIL images from an image body, or from the ``images`` (base64 PNG) of a JSON body.
+
+    One image body gives one ``PIL.Image.Image``; a JSON body gives a list of them, in seed order.
+    """
+
+    ACCEPT = ("image/png",)
+
+    def __init__(self, accept: str = "image/png") -> None:
+        self.ACCEPT = (accept,)
+
+    def deserialize(self, stream: Any, content_type: str) -> Any:
+        data = stream.read()
+        kind = content_type.split(";", 1)[0].strip()
+        if kind == "application/json":
+            images = json.loads(data).get("images")
+            if not isinstance(images, list):
+                raise ValueError("the JSON response has no 'images' list; ImageDeserializer reads image responses")
+            return [_open_image(base64.b64decode(encoded)) for encoded in images]
+        if kind.startswith("image/"):
+            return _open_image(data)
+        raise ValueError(f"ImageDeserializer cannot read {content_type!r}; ask for image/png or application/json")
+
+
+def _open_image(data: bytes) -> Any:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()  # decode now, while the bytes are at hand, so a corrupt image fails here
+    return image
+
+
 class CSVDeserializer(BaseDeserializer):
     ACCEPT = ("text/csv",)
 
@@ -71,5 +104,5 @@ class CSVDeserializer(BaseDeserializer):
         return list(csv.reader(io.StringIO(stream.read().decode("utf-8"))))
 
 
-__all__ = ["BaseDeserializer", "BytesDeserializer", "CSVDeserializer", "JSONDeserializer",
+__all__ = ["BaseDeserializer", "BytesDeserializer", "CSVDeserializer", "ImageDeserializer", "JSONDeserializer",
            "NumpyDeserializer", "StringDeserializer"]

@@ -61,8 +61,8 @@ class HandlerFailure(EndpointError):
     code = "ModelError"
 
 
-class _ClientError(EndpointError):
-    """A 4xx raised by a handler through its own ``status_code`` attribute."""
+class _HandlerStatusError(EndpointError):
+    """A 4xx or 5xx a handler chose through its own ``status_code`` attribute (e.g. 503 on CUDA OOM)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -73,9 +73,9 @@ class _ClientError(EndpointError):
 def to_endpoint_error(exc: BaseException) -> EndpointError:
     """Map anything raised while serving to the error the caller sees.
 
-    Handlers signal a client error the way the SageMaker inference toolkit expects (an exception with
-    an integer ``status_code``, as ``BaseInferenceToolkitError`` has), so the same script answers the
-    same 4xx here and in a real container. Everything else is the handler's failure: a 500.
+    Handlers choose a status the way the SageMaker inference toolkit expects (an exception with an
+    integer ``status_code``, as ``BaseInferenceToolkitError`` has), so the same script answers the same
+    4xx or 5xx here and in a real container. Everything else is the handler's failure: a 500.
     """
     if isinstance(exc, EndpointError):
         return exc
@@ -83,10 +83,10 @@ def to_endpoint_error(exc: BaseException) -> EndpointError:
         return PayloadTooLarge("request body is over the 6 MB SageMaker real-time limit; send less data "
                                "per request or use batch transform")
     if isinstance(exc, HTTPException):
-        return _ClientError(exc.code or 400, exc.name.replace(" ", ""), exc.description or exc.name)
+        return _HandlerStatusError(exc.code or 400, exc.name.replace(" ", ""), exc.description or exc.name)
     status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and 400 <= status < 500:
+    if isinstance(status, int) and 400 <= status < 600:
         message = getattr(exc, "message", None) or str(exc)
-        return _ClientError(status, type(exc).__name__, str(message))
+        return _HandlerStatusError(status, type(exc).__name__, str(message))
     detail = str(exc) or "no message"
     return HandlerFailure(f"{type(exc).__name__}: {detail} (the traceback is in the instance log)")
