@@ -17,6 +17,8 @@ from serving_errors import ModelLoadError
 POOLING_MODES = ("mean", "last_token", "cls")
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_BATCH_SIZE = 32
+# Pixels one diffusion request may ask for (images x height x width): four 768x768 images by default.
+DEFAULT_MAX_PIXELS = 4 * 768 * 768
 
 ENV_DEVICE = "LOCALMAKER_DEVICE"
 ENV_DTYPE = "LOCALMAKER_DTYPE"
@@ -25,6 +27,9 @@ ENV_TRUST_REMOTE_CODE = "LOCALMAKER_TRUST_REMOTE_CODE"
 ENV_ALLOW_PICKLE = "LOCALMAKER_ALLOW_PICKLE"
 ENV_CACHE_DIR = "LOCALMAKER_CACHE_DIR"
 ENV_BATCH_SIZE = "LOCALMAKER_BATCH_SIZE"
+ENV_SAFETY_CHECKER = "LOCALMAKER_SAFETY_CHECKER"
+ENV_TORCH_COMPILE = "LOCALMAKER_TORCH_COMPILE"
+ENV_MAX_PIXELS = "LOCALMAKER_MAX_PIXELS"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -41,6 +46,9 @@ class HandlerSettings:
     allow_pickle: bool = False
     cache_dir: Path | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    safety_checker: bool = True
+    torch_compile: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -54,6 +62,9 @@ class HandlerSettings:
             allow_pickle=_flag(env, ENV_ALLOW_PICKLE),
             cache_dir=Path(cache) if (cache := _optional(env, ENV_CACHE_DIR)) else None,
             batch_size=_positive_int(env, ENV_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+            safety_checker=_flag(env, ENV_SAFETY_CHECKER, default=True),
+            torch_compile=_flag(env, ENV_TORCH_COMPILE),
+            max_pixels=_positive_int(env, ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS),
         )
 
 
@@ -74,8 +85,10 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str 
     return value.lower()
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     value = env.get(name, "").strip().lower()
+    if not value:
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:

@@ -6,7 +6,8 @@ model_fn decides what kind of model the directory holds, predict_fn dispatches o
 type, and the work lives in sibling modules, one concern each.
 
 Client errors are raised as ``serving_errors.InferenceError`` subclasses, whose ``status_code`` (400,
-406, 415) the toolkit and the local server both turn into that HTTP status.
+406, 415, and 503 when a generation runs out of GPU memory) the toolkit and the local server both turn
+into that HTTP status.
 """
 
 from __future__ import annotations
@@ -15,30 +16,32 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import image_codecs
 import media_codecs
+from diffusion_request import parse_diffusion_request
+from diffusion_service import DiffusionResult, DiffusionService
 from embedding_service import EmbeddingResult, EmbeddingService
 from handler_settings import HandlerSettings
 from request_schema import parse_embedding_request
-from serving_errors import ModelLoadError
+from serving_errors import ModelLoadError, UnsupportedAccept
 
 logger = logging.getLogger(__name__)
 
 
 def model_fn(model_dir: str, context: Any = None) -> Any:
-    """Load the model in ``model_dir``: an embedding model is any directory with ``config.json``."""
+    """Load the model in ``model_dir``: a diffusers pipeline has ``model_index.json``, an embedding
+    model ``config.json``."""
     path = Path(model_dir)
     settings = HandlerSettings.from_env()
     logger.info("model_fn(%s) with %s", path, settings)
     if (path / "model_index.json").is_file():
-        raise RuntimeError(
-            f"{path} holds a diffusers pipeline (model_index.json): Stable Diffusion support not in this "
-            "build. Deploy an embedding model (a directory with config.json) instead."
-        )
+        return DiffusionService.load(path, settings)
     if (path / "config.json").is_file():
         return EmbeddingService.load(path, settings)
     raise ModelLoadError(
-        f"{path} is not a model this handler can serve: expected config.json (a transformers embedding "
-        "model). Check that model.tar.gz has the model files at its top level, next to code/."
+        f"{path} is not a model this handler can serve: expected model_index.json (a Stable Diffusion "
+        "pipeline) or config.json (a transformers embedding model). Check that model.tar.gz has the model "
+        "files at its top level, next to code/."
     )
 
 
@@ -51,11 +54,16 @@ def predict_fn(data: Any, model: Any, context: Any = None) -> Any:
     """Answer the request with whatever model_fn loaded."""
     if isinstance(model, EmbeddingService):
         return model.handle(parse_embedding_request(data))
+    if isinstance(model, DiffusionService):
+        return model.handle(parse_diffusion_request(data))
     raise TypeError(f"predict_fn cannot serve a {type(model).__name__}: model_fn returned an unknown model type")
 
 
 def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes, str]:
-    """Encode the prediction as JSON, or as a float32 ``.npy`` array for embeddings when asked."""
+    """Encode the prediction as JSON; or a float32 ``.npy`` array for embeddings, or one image as
+    PNG or JPEG, when asked."""
+    if isinstance(prediction, DiffusionResult):
+        return _encode_images(prediction, accept)
     if isinstance(prediction, EmbeddingResult):
         kind = media_codecs.negotiate(accept, (media_codecs.JSON, media_codecs.NPY))
         if kind == media_codecs.NPY:
@@ -64,3 +72,20 @@ def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes,
         kind = media_codecs.negotiate(accept, (media_codecs.JSON,))
     payload = prediction.to_json() if hasattr(prediction, "to_json") else prediction
     return media_codecs.encode_json(payload), media_codecs.JSON
+
+
+def _encode_images(result: DiffusionResult, accept: str) -> tuple[bytes, str]:
+    """JSON for any number of images; raw PNG or JPEG bytes when exactly one image was generated."""
+    kind = media_codecs.negotiate(accept, (media_codecs.JSON, media_codecs.PNG, media_codecs.JPEG))
+    if kind != media_codecs.JSON and len(result.images) != 1:
+        try:  # "image/png, application/json" still gets the images, as JSON
+            kind = media_codecs.negotiate(accept, (media_codecs.JSON,))
+        except UnsupportedAccept:
+            raise UnsupportedAccept(
+                f"Accept {accept!r} carries exactly one image but this request generated {len(result.images)}: "
+                f"ask for {media_codecs.JSON} (images as base64 PNG), or set num_images_per_prompt to 1."
+            ) from None
+    if kind == media_codecs.JSON:
+        return media_codecs.encode_json(result.to_json()), media_codecs.JSON
+    encode = image_codecs.encode_png if kind == media_codecs.PNG else image_codecs.encode_jpeg
+    return encode(result.images[0]), kind

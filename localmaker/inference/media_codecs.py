@@ -1,6 +1,7 @@
 """Content negotiation and the byte encodings of requests and responses.
 
-Only what the handler can honour is accepted: JSON in; JSON (and ``.npy`` for raw embeddings) out.
+Only what the handler can honour is accepted: JSON in; JSON out, plus ``.npy`` for raw embeddings and
+PNG or JPEG for a single generated image (the pixels are encoded by image_codecs).
 A ``.npy`` body is written with ``allow_pickle=False`` semantics (a plain float32 array), so a client
 can read it with ``np.load(..., allow_pickle=False)`` and never unpickle anything from the network.
 """
@@ -16,8 +17,9 @@ from serving_errors import InvalidInput, UnsupportedAccept, UnsupportedContentTy
 
 JSON = "application/json"
 NPY = "application/x-npy"
+PNG = "image/png"
+JPEG = "image/jpeg"
 REQUEST_TYPES = (JSON,)
-_WILDCARDS = ("*/*", "application/*")
 
 
 def media_type(header: str | None) -> str:
@@ -50,13 +52,21 @@ def decode_json_body(data: bytes | bytearray | memoryview | str, content_type: s
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
-    """The first type in ``accept`` that we offer; missing, empty or a wildcard means ``offered[0]``."""
+    """The first type in ``accept`` that we offer; missing, empty or ``*/*`` means ``offered[0]``.
+
+    A range such as ``image/*`` means the first offered type of that kind (``image/png`` before
+    ``image/jpeg`` when both are offered in that order).
+    """
     if not accept or not accept.strip():
         return offered[0]
     for candidate in accept.split(","):
         kind = media_type(candidate)
-        if kind in _WILDCARDS:
+        if kind == "*/*":
             return offered[0]
+        if kind.endswith("/*"):
+            in_range = [offer for offer in offered if offer.startswith(kind[:-1])]
+            if in_range:
+                return in_range[0]
         if kind in offered:
             return kind
     raise UnsupportedAccept(f"Accept {accept!r} cannot be produced: ask for one of {', '.join(offered)}.")

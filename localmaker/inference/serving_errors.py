@@ -75,5 +75,12 @@ class UnsupportedAccept(InferenceError):
     phrase = "Not Acceptable"
 
 
+class GenerationOutOfMemory(InferenceError):
+    """The accelerator ran out of memory on this request; the memory was freed and the next one is served."""
+
+    status_code = 503
+    phrase = "Service Unavailable"
+
+
 class ModelLoadError(RuntimeError):
     """model_fn cannot load this model directory; the endpoint fails to start with this reason."""

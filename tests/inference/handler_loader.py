@@ -11,8 +11,12 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from localmaker.inference import CODE_DIR
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def load_handler_module(code_dir: Path = CODE_DIR, name: str = "localmaker_test_inference") -> ModuleType:
@@ -48,3 +52,27 @@ def invoke(
     prediction = handler.predict_fn(data, model)
     result: tuple[bytes, str] = handler.output_fn(prediction, accept)
     return result
+
+
+def text_to_image(
+    handler: ModuleType,
+    service: object,
+    prompt: str = "a photo of a cat",
+    accept: str = "application/json",
+    **parameters: object,
+) -> tuple[bytes, str]:
+    """One text-to-image request; tests default to 2 steps (the size defaults to tiny-sd's 64x64)."""
+    parameters.setdefault("num_inference_steps", 2)
+    return invoke(handler, service, {"inputs": prompt, "parameters": dict(parameters)}, accept=accept)
+
+
+def json_images(raw: bytes) -> list[np.ndarray]:
+    """The base64 PNG images of a JSON text-to-image response, as uint8 pixel arrays."""
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    return [np.array(Image.open(io.BytesIO(base64.b64decode(data)))) for data in json.loads(raw)["images"]]

@@ -11,7 +11,7 @@ import pytest
 from localmaker.inference import CODE_DIR
 
 # What a SageMaker PyTorch / Hugging Face container has, plus optional imports guarded by try/except.
-THIRD_PARTY = {"torch", "transformers", "numpy", "tqdm", "sagemaker_inference"}
+THIRD_PARTY = {"torch", "transformers", "diffusers", "PIL", "numpy", "tqdm", "sagemaker_inference"}
 SHIPPED = sorted(p for p in CODE_DIR.glob("*.py") if p.name != "__init__.py")
 SIBLINGS = {p.stem for p in SHIPPED}
 
@@ -41,5 +41,5 @@ def test_sibling_names_do_not_shadow_installed_modules() -> None:
 def test_requirements_list_what_the_container_needs_beyond_torch() -> None:
     lines = (CODE_DIR / "requirements.txt").read_text().split()
     names = {line.split(">=")[0] for line in lines}
-    assert {"transformers", "numpy", "safetensors"} <= names
+    assert {"transformers", "numpy", "safetensors", "diffusers", "peft", "Pillow", "scipy"} <= names
     assert "torch" not in names and "localmaker" not in names

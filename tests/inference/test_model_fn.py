@@ -16,14 +16,14 @@ from tests.inference.handler_loader import invoke, sibling
 errors = sibling("serving_errors")
 
 
-def test_a_diffusers_pipeline_is_refused_clearly(handler: ModuleType, tmp_path: Path) -> None:
-    (tmp_path / "model_index.json").write_text("{}")
-    with pytest.raises(RuntimeError, match="Stable Diffusion support not in this build"):
+def test_a_diffusers_pipeline_of_another_class_is_refused_clearly(handler: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    with pytest.raises(errors.ModelLoadError, match="'StableDiffusionXLPipeline'.*serves StableDiffusionPipeline"):
         handler.model_fn(str(tmp_path))
 
 
 def test_a_dir_without_config_is_refused(handler: ModuleType, tmp_path: Path) -> None:
-    with pytest.raises(errors.ModelLoadError, match="config.json"):
+    with pytest.raises(errors.ModelLoadError, match="model_index.json.*config.json"):
         handler.model_fn(str(tmp_path))
 
 

@@ -21,6 +21,7 @@ errors = sibling("serving_errors")
         (errors.InvalidInput, 400, "Bad Request"),
         (errors.UnsupportedContentType, 415, "Unsupported Media Type"),
         (errors.UnsupportedAccept, 406, "Not Acceptable"),
+        (errors.GenerationOutOfMemory, 503, "Service Unavailable"),
     ],
 )
 def test_each_error_carries_its_status(cls: Any, status: int, phrase: str) -> None:

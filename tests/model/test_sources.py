@@ -140,3 +140,39 @@ def test_failed_build_leaves_no_partial_source(tmp_path: Path, monkeypatch: pyte
     assert built == tmp_path / "sources" / "x-v1" and (built / "config.json").is_file()
     assert sources.build_named_source("x-v1", ok) == built
     assert len(calls) == 1  # reused, not rebuilt
+
+
+def test_sd_sources_are_named() -> None:
+    assert {"tiny-sd", "sd15"} <= set(NAMED_SOURCES)
+    with pytest.raises(ConfigurationError) as info:
+        resolve_source("tiny-sd15")
+    assert "'tiny-sd'" in str(info.value) and "'sd15'" in str(info.value)
+
+
+def _cache_sd15(cache: Path, repo_id: str, files: tuple[str, ...]) -> Path:
+    commit = "2" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    for name in files:
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text("{}")
+    return snapshot
+
+
+def test_sd15_falls_back_to_the_runwayml_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snapshot = _cache_sd15(tmp_path, "runwayml/stable-diffusion-v1-5", sources.SD15_REQUIRED_FILES)
+    assert resolve_source("sd15") == snapshot
+
+
+def test_sd15_partial_download_names_the_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    present = tuple(f for f in sources.SD15_REQUIRED_FILES if f != "unet/diffusion_pytorch_model.safetensors")
+    _cache_sd15(tmp_path, sources.SD15_HUB_IDS[0], present)
+    with pytest.raises(ArtifactError) as info:
+        resolve_source("sd15")
+    message = str(info.value)
+    assert "lacks unet/diffusion_pytorch_model.safetensors" in message
+    assert sources.SD15_DOWNLOAD_COMMAND in message
