@@ -86,7 +86,7 @@ def handler_seconds(handler, model, request: dict, repeats: int) -> tuple[float,
 def stock_seconds(model_dir: Path, dtype: torch.dtype, request: dict, repeats: int) -> float:
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype).to("cuda")
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir, dtype=dtype).to("cuda")
     p = request["parameters"]
     times = []
     for _ in range(repeats):

@@ -5,11 +5,13 @@ It runs only where CUDA exists (the lent GPU machine); CI and developer machines
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from localmaker.deploy import Model
 from localmaker.deserializers import JSONDeserializer
@@ -50,3 +52,23 @@ def test_gpu_instance_runs_on_cuda_in_bf16_and_matches_the_cpu(session, tiny_qwe
     finally:
         gpu.delete_endpoint()
         cpu.delete_endpoint()
+
+
+def test_stable_diffusion_runs_on_cuda_in_fp16_deterministically(session, tiny_sd_dir):
+    from localmaker.deserializers import BytesDeserializer
+
+    predictor = Model(model_data="tiny-sd", role=ROLE, sagemaker_session=session).deploy(
+        initial_instance_count=1, instance_type="ml.g5.xlarge",
+        serializer=JSONSerializer(), deserializer=BytesDeserializer())
+    try:
+        instance = session.local_endpoint(predictor.endpoint_name)["Variants"][0]["Instances"][0]
+        assert instance["Device"] == "cuda:0"
+        assert "on cuda:0 (float16)" in Path(instance["LogFile"]).read_text()
+        request = {"inputs": "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
+                   "parameters": {"num_inference_steps": 3, "seed": 42, "scheduler": "euler_a"}}
+        first = predictor.predict(request, initial_args={"Accept": "image/png"})
+        assert first == predictor.predict(request, initial_args={"Accept": "image/png"})
+        with Image.open(io.BytesIO(first)) as image:
+            assert image.size == (64, 64)
+    finally:
+        predictor.delete_endpoint()
