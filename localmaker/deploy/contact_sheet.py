@@ -6,6 +6,7 @@ table of seconds sits beside it for the numbers.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,9 @@ from PIL import Image, ImageDraw, ImageFont
 BACKGROUND = (250, 250, 250)
 INK = (20, 20, 20)
 MUTED = (110, 110, 110)
+LINE_HEIGHT = 16
+MIN_CELL = 128  # tiny test images are shown enlarged, so captions fit under them
+MAX_CELL = 256
 
 
 @dataclass(frozen=True)
@@ -21,16 +25,20 @@ class SheetCell:
     row: int
     column: int
     image: Image.Image
-    caption: str
+    caption: str  # may hold a newline: one line of setting, one of timing
 
 
 @dataclass(frozen=True)
 class SheetLayout:
     cell_size: int
+    title_lines: int = 1
     margin: int = 12
     row_label_width: int = 110
-    header_height: int = 44
-    caption_height: int = 20
+    caption_height: int = 2 * LINE_HEIGHT + 4
+
+    @property
+    def header_height(self) -> int:
+        return self.title_lines * LINE_HEIGHT + 8 + LINE_HEIGHT + 6  # title, gap, column labels
 
     def cell_origin(self, row: int, column: int) -> tuple[int, int]:
         x = self.margin + self.row_label_width + column * (self.cell_size + self.margin)
@@ -43,6 +51,10 @@ class SheetLayout:
         return width, height
 
 
+def cell_size_for(images: Sequence[Image.Image]) -> int:
+    return max(MIN_CELL, min(MAX_CELL, max(image.width for image in images)))
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
@@ -50,25 +62,40 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _wrap(title: str, width_px: int) -> list[str]:
+    # The default font is about 7 px a character at 13 pt: wrap by characters, no font metrics needed.
+    return textwrap.wrap(title, width=max(20, width_px // 7)) or [""]
+
+
+def _fit(image: Image.Image, size: int) -> Image.Image:
+    # Enlarged tiny images keep their pixels crisp; large ones are downsampled smoothly.
+    resample = Image.Resampling.NEAREST if image.width < size else Image.Resampling.LANCZOS
+    return image.convert("RGB").resize((size, size), resample)
+
+
 def render_contact_sheet(cells: Sequence[SheetCell], row_labels: Sequence[str], column_labels: Sequence[str],
                          title: str, cell_size: int | None = None) -> Image.Image:
-    """One canvas with a title, column headers, row labels, and each cell's image over its caption."""
+    """One canvas with a wrapped title, column headers, row labels, and each image over its caption."""
     if not cells:
         raise ValueError("a contact sheet needs at least one cell")
-    size = cell_size or max(64, min(256, max(cell.image.width for cell in cells)))
-    layout = SheetLayout(cell_size=size)
+    size = cell_size or cell_size_for([cell.image for cell in cells])
+    width, _ = SheetLayout(cell_size=size).canvas_size(len(row_labels), len(column_labels))
+    title_lines = _wrap(title, width - 2 * 12)
+    layout = SheetLayout(cell_size=size, title_lines=len(title_lines))
     sheet = Image.new("RGB", layout.canvas_size(len(row_labels), len(column_labels)), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     small, label = _font(11), _font(13)
-    draw.text((layout.margin, layout.margin), title, fill=INK, font=label)
+    for number, line in enumerate(title_lines):
+        draw.text((layout.margin, layout.margin + number * LINE_HEIGHT), line, fill=INK, font=label)
     for column, text in enumerate(column_labels):
-        x, _ = layout.cell_origin(0, column)
-        draw.text((x, layout.margin + layout.header_height - 18), text, fill=INK, font=label)
+        x, y = layout.cell_origin(0, column)
+        draw.text((x, y - LINE_HEIGHT - 4), text, fill=INK, font=label)
     for row, text in enumerate(row_labels):
         _, y = layout.cell_origin(row, 0)
         draw.text((layout.margin, y + size // 2 - 7), text, fill=INK, font=label)
     for cell in cells:
         x, y = layout.cell_origin(cell.row, cell.column)
-        sheet.paste(cell.image.convert("RGB").resize((size, size), Image.Resampling.LANCZOS), (x, y))
-        draw.text((x, y + size + 4), cell.caption, fill=MUTED, font=small)
+        sheet.paste(_fit(cell.image, size), (x, y))
+        for number, line in enumerate(cell.caption.splitlines()):
+            draw.text((x, y + size + 3 + number * LINE_HEIGHT), line, fill=MUTED, font=small)
     return sheet

@@ -82,7 +82,7 @@ def contact_sheet(results: Sequence[SweepResult], settings: SweepSettings) -> Im
     rows = {g: i for i, g in enumerate(settings.guidance_scales)}
     columns = {s: i for i, s in enumerate(settings.step_counts)}
     cells = [SheetCell(rows[r.guidance], columns[r.steps], r.image,
-                       f"g={r.guidance:g}, {r.steps} steps, {r.seconds:.2f}s") for r in results]
+                       f"g={r.guidance:g}, {r.steps} steps\n{r.seconds:.2f} s") for r in results]
     title = f"\"{settings.prompt}\"  seed={settings.seed}" + (
         f"  negative=\"{settings.negative_prompt}\"" if settings.negative_prompt else "")
     return render_contact_sheet(cells, [f"guidance {g:g}" for g in settings.guidance_scales],

@@ -28,22 +28,31 @@ def _results(guidances, steps) -> list[SweepResult]:
 def test_sheet_is_a_grid_of_guidance_rows_and_step_columns():
     settings = SweepSettings(prompt="astronaut", guidance_scales=[5, 7.5, 9], step_counts=[20, 40])
     sheet = contact_sheet(_results([5, 7.5, 9], [20, 40]), settings)
-    layout = SheetLayout(cell_size=64)
+    layout = SheetLayout(cell_size=128)  # 64-pixel images are shown enlarged to the minimum cell
     assert sheet.size == layout.canvas_size(rows=3, columns=2)
     # each cell's centre shows that cell's image, so the grid order is right
     for row, g in enumerate([5, 7.5, 9]):
         for column, s in enumerate([20, 40]):
             x, y = layout.cell_origin(row, column)
-            assert sheet.getpixel((x + 32, y + 32)) == (int(g * 20) % 256, s % 256, 128)
+            assert sheet.getpixel((x + 64, y + 64)) == (int(g * 20) % 256, s % 256, 128)
+
+
+def test_a_long_title_wraps_onto_more_lines_instead_of_being_cut():
+    cell = SheetCell(0, 0, _solid((0, 0, 0)), "caption")
+    short = render_contact_sheet([cell], ["r"], ["c"], "short title")
+    long = render_contact_sheet([cell], ["r"], ["c"], "a long prompt " * 12)
+    assert long.width == short.width and long.height > short.height
 
 
 def test_cells_are_captioned_below_their_image():
-    cell = SheetCell(0, 0, _solid((0, 0, 0)), "g=7.5, 30 steps, 1.00s")
+    cell = SheetCell(0, 0, _solid((0, 0, 0)), "g=7.5, 30 steps\n1.00 s")
     sheet = render_contact_sheet([cell], ["guidance 7.5"], ["30 steps"], "title", cell_size=64)
     layout = SheetLayout(cell_size=64)
     x, y = layout.cell_origin(0, 0)
-    caption_band = np.asarray(sheet.crop((x, y + 64, x + 64, y + 64 + layout.caption_height)))
-    assert (caption_band < 200).any(), "the caption's ink is missing"
+    for line in range(2):
+        top = y + 64 + 3 + line * 16
+        band = np.asarray(sheet.crop((x, top, x + 64, top + 14)))
+        assert (band < 200).any(), f"caption line {line + 1} has no ink"
 
 
 def test_table_as_markdown_and_csv(tmp_path):

@@ -101,7 +101,7 @@ def test_sweep_renders_the_expected_grid(session, image_endpoint):
     results = run_sweep(session, image_endpoint.endpoint_name, settings, show_progress=False)
     assert [(r.guidance, r.steps) for r in results] == [(g, s) for g in (1.0, 7.5) for s in (1, 2, 3)]
     sheet = contact_sheet(results, settings)
-    assert sheet.size == SheetLayout(cell_size=64).canvas_size(rows=2, columns=3)
+    assert sheet.size == SheetLayout(cell_size=128).canvas_size(rows=2, columns=3)
     # different guidance with the same seed and steps must change the picture
     assert not np.array_equal(np.asarray(results[1].image), np.asarray(results[4].image))
 
@@ -115,7 +115,7 @@ def test_sweep_cli_against_a_running_endpoint(session, image_endpoint, tmp_path)
         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert "sweep" in done.stderr  # the progress bar
-    assert Image.open(output).size == SheetLayout(cell_size=64).canvas_size(rows=2, columns=2)
+    assert Image.open(output).size == SheetLayout(cell_size=128).canvas_size(rows=2, columns=2)
     lines = (tmp_path / "sheet.csv").read_text().splitlines()
     assert lines[0].startswith("guidance_scale,num_inference_steps,seconds_per_image")
     assert len(lines) == 5
