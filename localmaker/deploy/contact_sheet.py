@@ -62,7 +62,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _wrap(title: str, width_px: int) -> list[str]:
+def wrap_title(title: str, width_px: int) -> list[str]:
     # The default font is about 7 px a character at 13 pt: wrap by characters, no font metrics needed.
     return textwrap.wrap(title, width=max(20, width_px // 7)) or [""]
 
@@ -80,7 +80,7 @@ def render_contact_sheet(cells: Sequence[SheetCell], row_labels: Sequence[str], 
         raise ValueError("a contact sheet needs at least one cell")
     size = cell_size or cell_size_for([cell.image for cell in cells])
     width, _ = SheetLayout(cell_size=size).canvas_size(len(row_labels), len(column_labels))
-    title_lines = _wrap(title, width - 2 * 12)
+    title_lines = wrap_title(title, width - 2 * 12)
     layout = SheetLayout(cell_size=size, title_lines=len(title_lines))
     sheet = Image.new("RGB", layout.canvas_size(len(row_labels), len(column_labels)), BACKGROUND)
     draw = ImageDraw.Draw(sheet)

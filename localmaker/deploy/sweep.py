@@ -83,10 +83,13 @@ def contact_sheet(results: Sequence[SweepResult], settings: SweepSettings) -> Im
     columns = {s: i for i, s in enumerate(settings.step_counts)}
     cells = [SheetCell(rows[r.guidance], columns[r.steps], r.image,
                        f"g={r.guidance:g}, {r.steps} steps\n{r.seconds:.2f} s") for r in results]
-    title = f"\"{settings.prompt}\"  seed={settings.seed}" + (
-        f"  negative=\"{settings.negative_prompt}\"" if settings.negative_prompt else "")
     return render_contact_sheet(cells, [f"guidance {g:g}" for g in settings.guidance_scales],
-                                [f"{s} steps" for s in settings.step_counts], title)
+                                [f"{s} steps" for s in settings.step_counts], sweep_title(settings))
+
+
+def sweep_title(settings: SweepSettings) -> str:
+    negative = f"  negative=\"{settings.negative_prompt}\"" if settings.negative_prompt else ""
+    return f"\"{settings.prompt}\"  seed={settings.seed}{negative}"
 
 
 def write_table(results: Sequence[SweepResult], path: Path) -> Path:

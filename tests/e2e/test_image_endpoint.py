@@ -13,8 +13,8 @@ from PIL import Image
 
 from localmaker import ModelError
 from localmaker.deploy import FakePredictor, Model
-from localmaker.deploy.contact_sheet import SheetLayout
-from localmaker.deploy.sweep import SweepSettings, contact_sheet, run_sweep
+from localmaker.deploy.contact_sheet import SheetLayout, wrap_title
+from localmaker.deploy.sweep import SweepSettings, contact_sheet, run_sweep, sweep_title
 from localmaker.deserializers import BytesDeserializer, ImageDeserializer, JSONDeserializer
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE, instance_pids
@@ -101,7 +101,7 @@ def test_sweep_renders_the_expected_grid(session, image_endpoint):
     results = run_sweep(session, image_endpoint.endpoint_name, settings, show_progress=False)
     assert [(r.guidance, r.steps) for r in results] == [(g, s) for g in (1.0, 7.5) for s in (1, 2, 3)]
     sheet = contact_sheet(results, settings)
-    assert sheet.size == SheetLayout(cell_size=128).canvas_size(rows=2, columns=3)
+    assert sheet.size == _expected_sheet_size(sheet.width, settings, rows=2, columns=3)
     # different guidance with the same seed and steps must change the picture
     assert not np.array_equal(np.asarray(results[1].image), np.asarray(results[4].image))
 
@@ -115,8 +115,16 @@ def test_sweep_cli_against_a_running_endpoint(session, image_endpoint, tmp_path)
         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert "sweep" in done.stderr  # the progress bar
-    assert Image.open(output).size == SheetLayout(cell_size=128).canvas_size(rows=2, columns=2)
+    settings = SweepSettings(prompt=PROMPT, guidance_scales=[5, 9], step_counts=[1, 2])
+    with Image.open(output) as sheet:
+        assert sheet.size == _expected_sheet_size(sheet.width, settings, rows=2, columns=2)
     lines = (tmp_path / "sheet.csv").read_text().splitlines()
     assert lines[0].startswith("guidance_scale,num_inference_steps,seconds_per_image")
     assert len(lines) == 5
 
+
+
+def _expected_sheet_size(width: int, settings: SweepSettings, rows: int, columns: int) -> tuple[int, int]:
+    """64-pixel images are shown in 128-pixel cells, under a title wrapped to the sheet's width."""
+    lines = len(wrap_title(sweep_title(settings), width - 24))
+    return SheetLayout(cell_size=128, title_lines=lines).canvas_size(rows=rows, columns=columns)
