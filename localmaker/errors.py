@@ -41,3 +41,17 @@ class ModelError(LocalmakerError):
             if 400 <= original_status_code < 500
             else f"Received server error ({original_status_code}){where} with message \"{original_message}\""
         )
+
+
+class TrainingError(LocalmakerError):
+    """A training job ended Failed or Stopped; the message carries its FailureReason.
+
+    The SageMaker SDK raises ``UnexpectedStatusException`` here; ``job_name`` and ``failure_reason``
+    let a script report it the same way.
+    """
+
+    def __init__(self, job_name: str, status: str, failure_reason: str) -> None:
+        self.job_name = job_name
+        self.status = status
+        self.failure_reason = failure_reason
+        super().__init__(f"training job {job_name!r} ended {status}: {failure_reason or 'no reason given'}")

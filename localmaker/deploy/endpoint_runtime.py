@@ -224,9 +224,10 @@ class EndpointRuntime:
     def _fail(self, endpoint: LocalEndpoint, reason: str) -> None:
         if endpoint.status is EndpointStatus.DELETING:
             return
+        # Stop first: once a caller can see Failed, no process of the endpoint is left.
+        self._stop(endpoint)
         endpoint.failure_reason = reason[:1024]  # the size SageMaker allows for FailureReason
         endpoint.status = EndpointStatus.FAILED
-        self._stop(endpoint)
 
     @staticmethod
     def _stop(endpoint: LocalEndpoint) -> None:

@@ -1,55 +1,145 @@
-"""Estimator: the SDK's training-side object. With ``model_data`` it deploys a finished model."""
+"""Estimator: the SDK's training-side object. ``fit()`` runs a local training job; ``deploy()`` serves
+the result, or a finished ``model_data`` when training is skipped."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from localmaker.deploy.deserializers import BaseDeserializer
+from localmaker.deploy.images import training_image
 from localmaker.deploy.instance_types import lookup
+from localmaker.deploy.lora_artifact import compose_lora_model
 from localmaker.deploy.model import Model
 from localmaker.deploy.predictor import FakePredictor
 from localmaker.deploy.serializers import BaseSerializer
 from localmaker.deploy.session import Session
-from localmaker.deploy.validation import check_instance_count, check_role
+from localmaker.deploy.training_job import (
+    BUILTIN_SCRIPTS,
+    channels_from,
+    follow,
+    hyperparameters_for_job,
+    upload_source,
+)
+from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
 from localmaker.errors import ConfigurationError
 
 
 class Estimator:
-    """Created with ``model_data``, it skips training the way attaching a finished training job does."""
+    """Runs ``entry_point`` as a SageMaker training job on the local control plane.
+
+    Created with ``model_data``, it skips training the way attaching a finished training job does.
+    """
 
     def __init__(self, entry_point: str, role: str | None = None, instance_type: str | None = None,
                  instance_count: int = 1, source_dir: str | Path | None = None,
-                 model_data: str | Path | None = None, hyperparameters: dict[str, Any] | None = None,
+                 model_data: str | Path | None = None, hyperparameters: Mapping[str, Any] | None = None,
                  output_path: str | None = None, env: dict[str, str] | None = None,
+                 max_run: int = 24 * 3600, base_job_name: str | None = None,
                  sagemaker_session: Session | None = None) -> None:
         self.role = check_role(role)
         if instance_type is None:
             raise ConfigurationError("instance_type is required, e.g. 'ml.g5.xlarge'")
         self.instance_type = lookup(instance_type).name
         self.instance_count = check_instance_count(instance_count)
+        if instance_count != 1:
+            raise ConfigurationError("localmaker runs single-instance training jobs: set instance_count=1")
         self.entry_point = entry_point
         self.source_dir = source_dir
-        self.model_data = model_data
+        self.model_data = str(model_data) if model_data is not None else None
         self.hyperparameters = dict(hyperparameters or {})
+        if output_path is not None and not output_path.startswith("s3://"):
+            raise ConfigurationError(f"output_path {output_path!r} must be an s3:// URL")
         self.output_path = output_path
         self.env = dict(env or {})
+        self.max_run = max_run
+        self.base_job_name = base_job_name or Path(entry_point).stem.replace("_", "-")
         self.sagemaker_session = sagemaker_session or Session()
-        self._model: Model | None = None
-        if model_data is not None:
-            self._model = self.create_model()
+        self.latest_training_job: str | None = None
+        self._model: Model | None = self.create_model() if model_data is not None else None
+
+    def fit(self, inputs: str | Mapping[str, str] | None = None, wait: bool = True, logs: bool = True,
+            job_name: str | None = None) -> None:
+        """Start a training job on ``inputs`` (``s3://`` or ``file://`` per channel) and, by default,
+        follow it to the end; a Failed job raises TrainingError with its FailureReason."""
+        session = self.sagemaker_session
+        channels = channels_from(inputs)
+        job_name = check_resource_name(job_name or self._job_name(), "job_name")
+        source_url = upload_source(session, job_name, self.entry_point, self.source_dir)
+        output_path = self.output_path or f"s3://{session.default_bucket()}/"
+        self._ensure_bucket(output_path)
+        session.sagemaker_client.create_training_job(
+            TrainingJobName=job_name,
+            AlgorithmSpecification={"TrainingImage": training_image(session.region_name, lookup(self.instance_type)),
+                                    "TrainingInputMode": "File"},
+            RoleArn=self.role,
+            InputDataConfig=[{"ChannelName": name, "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+                for name, uri in channels.items()],
+            OutputDataConfig={"S3OutputPath": output_path},
+            ResourceConfig={"InstanceType": self.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
+            StoppingCondition={"MaxRuntimeInSeconds": self.max_run},
+            HyperParameters=hyperparameters_for_job(self.hyperparameters, self.entry_point, source_url,
+                                                    session.region_name, job_name),
+            Environment=self.env,
+        )
+        self.latest_training_job = job_name
+        self._model = None
+        if wait:
+            self.wait(logs=logs)
+
+    def wait(self, logs: bool = True) -> None:
+        if self.latest_training_job is None:
+            raise ConfigurationError("no training job to wait for: call fit() first")
+        description = follow(self.sagemaker_session, self.latest_training_job, logs=logs)
+        self.model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
 
     def create_model(self) -> Model:
         if self.model_data is None:
-            raise ConfigurationError("this Estimator has no model_data: pass model_data=... to deploy a "
-                                     "finished model")
-        return Model(model_data=self.model_data, role=self.role, entry_point=self.entry_point,
-                     source_dir=self.source_dir, env=self.env, sagemaker_session=self.sagemaker_session)
+            raise ConfigurationError("this Estimator has no model yet: call fit(), or pass model_data=... to "
+                                     "deploy a finished model")
+        return Model(model_data=self.model_data, role=self.role, entry_point=self._inference_entry_point(),
+                     source_dir=self.source_dir if self._inference_entry_point() else None, env=self.env,
+                     sagemaker_session=self.sagemaker_session)
 
     def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None,
                serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
                endpoint_name: str | None = None, **kwargs: Any) -> FakePredictor:
-        model = self._model or self.create_model()
-        return model.deploy(initial_instance_count=initial_instance_count,
-                            instance_type=instance_type or self.instance_type, serializer=serializer,
-                            deserializer=deserializer, endpoint_name=endpoint_name, **kwargs)
+        """Serve the trained model; a LoRA job's adapter is served on top of the base it names."""
+        if self.model_data is None:
+            raise ConfigurationError("this Estimator has no model yet: call fit(), or pass model_data=...")
+        options = dict(initial_instance_count=initial_instance_count,
+                       instance_type=instance_type or self.instance_type, serializer=serializer,
+                       deserializer=deserializer, endpoint_name=endpoint_name, **kwargs)
+        if self.latest_training_job is not None:
+            workspace = Path(tempfile.mkdtemp(prefix="localmaker-deploy-"))
+            try:
+                served = compose_lora_model(self.model_data, self.sagemaker_session, workspace)
+                if served is not None:
+                    model = Model(model_data=served, role=self.role, env=self.env,
+                                  sagemaker_session=self.sagemaker_session)
+                    return model.deploy(**options)
+            finally:
+                shutil.rmtree(workspace, ignore_errors=True)
+        self._model = self._model or self.create_model()
+        return self._model.deploy(**options)
+
+    def _inference_entry_point(self) -> str | None:
+        """The SDK serves with the estimator's own script; a built-in training script has no serving
+        side, so the built-in inference code serves instead."""
+        return None if self.entry_point in BUILTIN_SCRIPTS and self.source_dir is None else self.entry_point
+
+    def _job_name(self) -> str:
+        return f"{self.base_job_name}-{time.strftime('%Y-%m-%d-%H-%M-%S')}-{int(time.time() * 1000) % 1000:03d}"
+
+    def _ensure_bucket(self, output_path: str) -> None:
+        bucket = output_path.removeprefix("s3://").split("/", 1)[0]
+        client = self.sagemaker_session.s3_client
+        try:
+            client.head_bucket(Bucket=bucket)
+        except Exception:  # noqa: BLE001 - a missing bucket is created, as a first run in a fresh account needs
+            client.create_bucket(Bucket=bucket)

@@ -29,3 +29,9 @@ def unsupported_image_reason(image: str) -> str | None:
         f"it simulates the SageMaker framework containers ({', '.join(_FRAMEWORK_REPOSITORIES[:2])}): "
         "use one of those images with your inference.py in model.tar.gz/code/"
     )
+
+
+def training_image(region: str, instance_type: InstanceType) -> str:
+    """The PyTorch training DLC the SageMaker SDK would pick for this instance type."""
+    flavour = "gpu-py311-cu121" if instance_type.has_gpu else "cpu-py311"
+    return f"{_DLC_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/pytorch-training:2.3.0-{flavour}"

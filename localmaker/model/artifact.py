@@ -204,6 +204,16 @@ def pack(
     return output
 
 
+def pack_directory(folder: Path, output: Path) -> Path:
+    """Archive exactly what ``folder`` holds, with nothing added: a training job's ``SM_MODEL_DIR``
+    (SageMaker packs it as the job's model.tar.gz) or a ``sourcedir.tar.gz`` of training code."""
+    folder, output = Path(folder), Path(output)
+    if not folder.is_dir():
+        raise ConfigurationError(f"{folder} does not exist or is not a directory")
+    _write_archive(output, [(path, name) for path, name in _walk(folder) if not _is_own_output(path, output)])
+    return output
+
+
 def repack(archive: Path, output: Path, *, code_dir: Path, entry_point: str | None = None) -> Path:
     """Replace the ``code/`` of an existing model.tar.gz, as the SageMaker SDK does for a Model given
     ``entry_point`` and ``source_dir`` together with an existing ``model_data``.

@@ -1,0 +1,110 @@
+"""The client side of a training job: package the code, start the job, follow it to the end.
+
+Following a job prints its log as it runs and turns the script's progress lines into a progress bar,
+as ``Estimator.fit(wait=True, logs=True)`` shows CloudWatch logs in the SageMaker SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from localmaker.deploy.session import Session
+from localmaker.errors import ConfigurationError, TrainingError
+from localmaker.model.artifact import pack_directory
+
+BUILTIN_SCRIPTS = {"train_lora.py": Path(__file__).resolve().parent.parent / "model" / "train_lora.py"}
+PROGRESS = re.compile(r"\[localmaker:progress\] step=(\d+) total=(\d+) loss=(\S+)")
+TERMINAL = {"Completed", "Failed", "Stopped"}
+
+
+def channels_from(inputs: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"s3://..."`` means the ``training`` channel, as in the SDK; a dict names each channel."""
+    if inputs is None:
+        return {}
+    channels = {"training": inputs} if isinstance(inputs, str) else dict(inputs)
+    for name, uri in channels.items():
+        if not isinstance(uri, str) or not uri.startswith(("s3://", "file://")):
+            raise ConfigurationError(f"channel {name!r}: {uri!r} must be an s3://bucket/prefix or file:///path URI")
+    return channels
+
+
+def upload_source(session: Session, job_name: str, entry_point: str, source_dir: str | Path | None) -> str:
+    """Pack the training code as ``sourcedir.tar.gz`` beside the job's output, as the SDK does."""
+    with tempfile.TemporaryDirectory(prefix="localmaker-source-") as scratch:
+        folder = Path(scratch) / "source"
+        if source_dir is not None:
+            if not (Path(source_dir) / entry_point).is_file():
+                raise ConfigurationError(f"entry_point {entry_point!r} is not in source_dir {source_dir}")
+            shutil.copytree(source_dir, folder, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        elif entry_point in BUILTIN_SCRIPTS:
+            folder.mkdir()
+            shutil.copy2(BUILTIN_SCRIPTS[entry_point], folder / entry_point)
+        else:
+            raise ConfigurationError(f"entry_point {entry_point!r} needs source_dir, the folder that holds it "
+                                     f"(built-in scripts: {', '.join(BUILTIN_SCRIPTS)})")
+        archive = pack_directory(folder, Path(scratch) / "sourcedir.tar.gz")
+        return session.upload_file(archive, f"{job_name}/source/sourcedir.tar.gz")
+
+
+def follow(session: Session, job_name: str, logs: bool = True, poll_s: float = 0.5) -> dict[str, Any]:
+    """Wait for the job to end, streaming its log and progress; raise TrainingError unless Completed."""
+    offset, pending = 0, b""
+    bar: tqdm[Any] | None = None
+    while True:
+        description = session.sagemaker_client.describe_training_job(TrainingJobName=job_name)
+        status = description["TrainingJobStatus"]
+        chunk, offset = _log_chunk(session, job_name, offset)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            progress = PROGRESS.search(line)
+            if progress and logs:
+                step, total = int(progress[1]), int(progress[2])
+                if bar is None:
+                    bar = tqdm(total=total, desc=f"training {job_name}", unit="step", file=sys.stderr)
+                bar.update(step - bar.n)
+                bar.set_postfix(loss=progress[3])
+            elif logs and line.strip():
+                (bar.write if bar is not None else print)(line)
+        if status in TERMINAL:
+            if bar is not None:
+                bar.close()
+            if status != "Completed":
+                raise TrainingError(job_name, status, description.get("FailureReason", ""))
+            return dict(description)
+        time.sleep(poll_s)
+
+
+def _log_chunk(session: Session, job_name: str, offset: int) -> tuple[bytes, int]:
+    url = f"{session.endpoint_url}/_localmaker/training-jobs/{job_name}/log?offset={offset}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read(), int(answer.headers.get("X-Log-Next-Offset", offset))
+    except OSError:  # a control plane without local logs (or a brief hiccup): statuses still arrive
+        return b"", offset
+
+
+def hyperparameters_for_job(hyperparameters: Mapping[str, Any], entry_point: str, source_url: str,
+                            region: str, job_name: str) -> dict[str, str]:
+    """The SDK JSON-encodes every value and adds the keys that tell the toolkit what to run."""
+    encoded = {str(k): json.dumps(v) for k, v in hyperparameters.items()}
+    encoded.update({
+        "sagemaker_program": json.dumps(entry_point),
+        "sagemaker_submit_directory": json.dumps(source_url),
+        "sagemaker_region": json.dumps(region),
+        "sagemaker_job_name": json.dumps(job_name),
+        "sagemaker_container_log_level": "20",
+    })
+    return encoded

@@ -1,0 +1,93 @@
+"""The AWS wire protocol as the control plane speaks it: answers, errors, and moto behind them."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+AMZ_JSON = "application/x-amz-json-1.1"
+
+
+@dataclass
+class Answer:
+    """One HTTP answer, held whole so an interceptor can read or rewrite it before it is sent."""
+
+    status: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.status.startswith("200")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def with_json(self, payload: Any) -> Answer:
+        return Answer(self.status, self.headers, json.dumps(payload, default=str).encode("utf-8"))
+
+    @classmethod
+    def of_json(cls, status: int, payload: Any, content_type: str = AMZ_JSON,
+                headers: Iterable[tuple[str, str]] = ()) -> Answer:
+        return cls(f"{status} {'OK' if status < 400 else 'Error'}", [("Content-Type", content_type), *headers],
+                   json.dumps(payload, default=str).encode("utf-8"))
+
+    @classmethod
+    def error(cls, code: str, message: str, status: int = 400, content_type: str = AMZ_JSON,
+              extra: dict[str, Any] | None = None) -> Answer:
+        """The shape botocore reads an error code and message from, for JSON and REST-JSON services."""
+        payload = {"__type": code, "message": message, **(extra or {})}
+        return cls.of_json(status, payload, content_type, [("x-amzn-ErrorType", code)])
+
+    def send(self, start_response: StartResponse) -> list[bytes]:
+        headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]
+        start_response(self.status, [*headers, ("Content-Length", str(len(self.body)))])
+        return [self.body]
+
+
+class Moto:
+    """moto's server app, callable as plain WSGI or as a function returning the whole Answer."""
+
+    def __init__(self) -> None:
+        self._app = DomainDispatcherApplication(create_backend_app)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        return self._app(environ, start_response)
+
+    def forward(self, environ: Environ, request: dict[str, Any] | None = None) -> Answer:
+        """Let moto answer, with the original body or ``request`` in its place."""
+        if request is not None:
+            replace_body(environ, json.dumps(request).encode("utf-8"))
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _chunk: None
+
+        chunks = self._app(environ, capture)
+        try:
+            body = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        return Answer(captured["status"], list(captured["headers"]), body)
+
+
+def read_body(environ: Environ) -> bytes:
+    """Read the request body and put it back, so moto can read it again."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    replace_body(environ, body)
+    return body
+
+
+def replace_body(environ: Environ, body: bytes) -> None:
+    environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
