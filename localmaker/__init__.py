@@ -10,6 +10,7 @@ from localmaker.errors import (
     DeploymentError,
     LocalmakerError,
     ModelError,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -27,4 +28,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ArtifactError", "ConfigurationError", "DeploymentError", "Estimator", "FakePredictor",
-           "LocalmakerError", "Model", "ModelError", "Session", "__version__"]
+           "LocalmakerError", "Model", "ModelError", "Session", "TrainingError", "__version__"]
