@@ -230,10 +230,13 @@ def build_unet() -> Any:
 
 
 def build_vae() -> Any:
-    """Two blocks, so ``vae_scale_factor`` is 2; SD1.5's latent channels and scaling factor."""
+    """Two blocks, so ``vae_scale_factor`` is 2, with hand-set colour-codec weights (see colour_vae):
+    latents decode to the colours they hold, so what a UNet or LoRA does to latents shows in pixels."""
     from diffusers import AutoencoderKL
 
-    with _seeded():
+    from localmaker.model.colour_vae import make_colour_codec
+
+    with _seeded():  # construction draws random weights; keep the caller's RNG untouched
         vae: Any = AutoencoderKL(
             in_channels=3,
             out_channels=3,
@@ -242,11 +245,11 @@ def build_vae() -> Any:
             block_out_channels=(32, 64),
             layers_per_block=1,
             latent_channels=4,
-            norm_num_groups=32,
+            norm_num_groups=8,  # groups of whole (x, -x, K, -K) tuples, which the codec needs
             sample_size=IMAGE_SIZE,
-            scaling_factor=0.18215,
+            scaling_factor=1.0,  # latents are RGB values in [-1, 1] already
         )
-    return vae.eval()
+    return make_colour_codec(vae).eval()
 
 
 def build_text_encoder(tokenizer: Any) -> Any:
