@@ -18,13 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from localmaker.model.tiny_sd_prior import apply_prior
+
 logger = logging.getLogger(__name__)
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 MAX_TOKENS = 77  # CLIP's context length; SD1.5's tokenizer and text encoder both use it
 CROSS_ATTENTION_DIM = 32  # the text encoder's hidden size feeds the UNet's cross-attention
-IMAGE_SIZE = 64  # unet sample_size 32 x vae_scale_factor 2
+IMAGE_SIZE = 64  # the pipeline's native size: unet sample_size 16 x vae_scale_factor 4
+VAE_SCALE_FACTOR = 4
 _SAFETY_IMAGE_SIZE = 32
 _SEED = 0
 _END_OF_WORD = "</w>"
@@ -215,7 +218,7 @@ def build_unet() -> Any:
     # diffusers' lazy module confuses mypy about these classes, hence the ``Any`` annotations.
     with _seeded():
         unet: Any = UNet2DConditionModel(
-            sample_size=32,
+            sample_size=IMAGE_SIZE // VAE_SCALE_FACTOR,
             in_channels=4,
             out_channels=4,
             block_out_channels=(32, 64),
@@ -230,8 +233,9 @@ def build_unet() -> Any:
 
 
 def build_vae() -> Any:
-    """Two blocks, so ``vae_scale_factor`` is 2, with hand-set colour-codec weights (see colour_vae):
-    latents decode to the colours they hold, so what a UNet or LoRA does to latents shows in pixels."""
+    """Three blocks, so ``vae_scale_factor`` is 4 (16×16 latents keep the UNet cheap on a CPU), with
+    hand-set colour-codec weights (see colour_vae): latents decode to the colours they hold, so what
+    a UNet or LoRA does to latents shows in the pixels."""
     from diffusers import AutoencoderKL
 
     from localmaker.model.colour_vae import make_colour_codec
@@ -240,9 +244,9 @@ def build_vae() -> Any:
         vae: Any = AutoencoderKL(
             in_channels=3,
             out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(32, 64, 64),
             layers_per_block=1,
             latent_channels=4,
             norm_num_groups=8,  # groups of whole (x, -x, K, -K) tuples, which the codec needs
@@ -320,7 +324,8 @@ def build_safety_checker() -> tuple[Any, Any]:
 def build_tiny_sd(dest: Path, *, with_safety_checker: bool = False) -> Path:
     """Write the tiny SD1.5-layout pipeline into ``dest`` (created if missing) and return it.
 
-    Deterministic: byte-identical weights on every build. Safetensors only, as the real repo serves.
+    Deterministic on a given machine: byte-identical weights on every build (the UNet's short prior
+    fit is seeded). Safetensors only, as the real repo serves.
     """
     from diffusers import StableDiffusionPipeline
 
@@ -343,6 +348,9 @@ def build_tiny_sd(dest: Path, *, with_safety_checker: bool = False) -> Path:
         # Without torchvision, transformers 5 hands back CLIPImageProcessorPil, a class transformers 4
         # lacks; record the class SD1.5 names so the artifact loads in a real container too.
         pipe.register_to_config(feature_extractor=("transformers", "CLIPImageProcessor"))
+    with _seeded():
+        apply_prior(pipe.unet, pipe.vae, pipe.text_encoder, tokenizer, pipe.scheduler.config, TRAINING_TEXT,
+                  size=IMAGE_SIZE)
     pipe.save_pretrained(dest, safe_serialization=True)
     write_clip_vocab_files(dest / "tokenizer", merges)
     logger.info("built tiny Stable Diffusion pipeline in %s", dest)

@@ -142,7 +142,7 @@ def test_pipeline_loads_and_generates_a_64px_image(tiny_sd_dir: Path) -> None:
     assert type(pipe.unet) is UNet2DConditionModel and type(pipe.vae) is AutoencoderKL
     assert type(pipe.text_encoder) is CLIPTextModel and type(pipe.tokenizer) is CLIPTokenizer
     assert type(pipe.scheduler) is PNDMScheduler and pipe.safety_checker is None
-    assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size * pipe.vae_scale_factor == IMAGE_SIZE
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size * pipe.vae_scale_factor == IMAGE_SIZE
     assert pipe.text_encoder.config.hidden_size == pipe.unet.config.cross_attention_dim
     assert pipe.text_encoder.config.vocab_size == len(pipe.tokenizer)
     assert pipe.text_encoder.config.eos_token_id == pipe.tokenizer.eos_token_id
@@ -243,3 +243,30 @@ def test_sd15_resolves_from_a_cached_snapshot(
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     snapshot = _fake_cache_snapshot(cache, SD15_HUB_IDS[0], tiny_sd_dir)
     assert resolve_source("sd15") == snapshot
+
+
+def test_the_prior_fit_itself_is_deterministic_whatever_the_thread_count() -> None:
+    """Builds in one process reuse the first fit, so check the fitting procedure on its own, short."""
+    import torch
+
+    from localmaker.model.tiny_sd import (
+        TRAINING_TEXT,
+        build_scheduler,
+        build_text_encoder,
+        build_tokenizer,
+        build_unet,
+        build_vae,
+        train_clip_merges,
+    )
+    from localmaker.model.tiny_sd_prior import fit_prior
+
+    tokenizer = build_tokenizer(train_clip_merges())
+    text_encoder, vae, config = build_text_encoder(tokenizer), build_vae(), build_scheduler().config
+    fitted = []
+    for threads in (1, 2):
+        unet = build_unet()
+        torch.set_num_threads(threads)
+        fit_prior(unet, vae, text_encoder, tokenizer, config, TRAINING_TEXT, size=64, steps=3)
+        fitted.append(unet.state_dict())
+    assert all(torch.equal(fitted[0][name], fitted[1][name]) for name in fitted[0])
+    assert not torch.equal(fitted[0]["conv_out.weight"], build_unet().state_dict()["conv_out.weight"])
