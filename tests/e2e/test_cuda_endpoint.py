@@ -70,5 +70,7 @@ def test_stable_diffusion_runs_on_cuda_in_fp16_deterministically(session, tiny_s
         assert first == predictor.predict(request, initial_args={"Accept": "image/png"})
         with Image.open(io.BytesIO(first)) as image:
             assert image.size == (64, 64)
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+        assert np.isfinite(pixels).all() and pixels.std() > 5, "fp16 must not collapse the image to one colour"
     finally:
         predictor.delete_endpoint()
