@@ -8,7 +8,7 @@ from typing import Any
 
 from localmaker.deploy.endpoint_runtime import EndpointRuntime, EndpointStatus, VariantSpec
 from localmaker.deploy.instance_type_ledger import InstanceTypeLedger
-from localmaker.deploy.wire import Answer
+from localmaker.deploy.wire import Answer, overlaid
 from localmaker.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -72,21 +72,10 @@ class EndpointActions:
         return variants
 
     def describe_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
-        answer = forward()
-        if not answer.ok:
-            return answer
-        description = answer.json()
-        self._overlay(description)
-        return answer.with_json(description)
+        return overlaid(forward(), self._overlay)
 
     def list_endpoints(self, request: dict[str, Any], forward: Forward) -> Answer:
-        answer = forward()
-        if not answer.ok:
-            return answer
-        listing = answer.json()
-        for summary in listing.get("Endpoints", []):
-            self._overlay(summary)
-        return answer.with_json(listing)
+        return overlaid(forward(), self._overlay, "Endpoints")
 
     def _overlay(self, record: dict[str, Any]) -> None:
         """Replace moto's always-InService status with the endpoint's real one."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from localmaker.deploy.instance_types import lookup
 from localmaker.deploy.training_runtime import TrainingRuntime, TrainingSpec, TrainingStatus
-from localmaker.deploy.wire import Answer
+from localmaker.deploy.wire import Answer, overlaid
 from localmaker.errors import ConfigurationError
 
 Forward = Callable[..., Answer]
@@ -43,21 +43,10 @@ class TrainingActions:
         return answer
 
     def describe_training_job(self, request: dict[str, Any], forward: Forward) -> Answer:
-        answer = forward()
-        if not answer.ok:
-            return answer
-        description = answer.json()
-        self._overlay(description)
-        return answer.with_json(description)
+        return overlaid(forward(), self._overlay)
 
     def list_training_jobs(self, request: dict[str, Any], forward: Forward) -> Answer:
-        answer = forward()
-        if not answer.ok:
-            return answer
-        listing = answer.json()
-        for summary in listing.get("TrainingJobSummaries", []):
-            self._overlay(summary)
-        return answer.with_json(listing)
+        return overlaid(forward(), self._overlay, "TrainingJobSummaries")
 
     def _overlay(self, record: dict[str, Any]) -> None:
         """Replace moto's always-Completed job with what really happened."""

@@ -52,6 +52,16 @@ class Answer:
         return [self.body]
 
 
+def overlaid(answer: Answer, overlay: Callable[[dict[str, Any]], None], items: str | None = None) -> Answer:
+    """A successful JSON answer with ``overlay`` applied to its record, or to each record under ``items``."""
+    if not answer.ok:
+        return answer
+    payload = answer.json()
+    for record in payload.get(items, []) if items else [payload]:
+        overlay(record)
+    return answer.with_json(payload)
+
+
 class Moto:
     """moto's server app, callable as plain WSGI or as a function returning the whole Answer."""
 

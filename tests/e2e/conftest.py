@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,16 @@ from localmaker.deploy import Session
 from tests.process_probe import group_members
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+
+
+def artifact_member(session: Session, url: str, member: str) -> bytes:
+    """One file out of a tar.gz that moto's S3 holds at ``url``."""
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    data = session.s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        extracted = tar.extractfile(member)
+        assert extracted is not None, f"{member} is not a file in {url}"
+        return extracted.read()
 
 
 def instance_pids(session: Session, endpoint_name: str) -> list[int]:

@@ -19,7 +19,7 @@ from localmaker.deploy import Estimator, FakePredictor, Model
 from localmaker.deserializers import BytesDeserializer
 from localmaker.model.style_dataset import make_style_dataset, style_statistics
 from localmaker.serializers import JSONSerializer
-from tests.e2e.conftest import ROLE, instance_pids
+from tests.e2e.conftest import ROLE, artifact_member, instance_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -67,28 +67,19 @@ def endpoints(session, trained, started_groups):
     base.delete_endpoint()
 
 
-def _artifact_member(session, url: str, member: str) -> bytes:
-    bucket, key = url.removeprefix("s3://").split("/", 1)
-    data = session.s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        extracted = tar.extractfile(member)
-        assert extracted is not None
-        return extracted.read()
-
-
 def test_the_job_completes_and_moto_records_the_artifact(session, trained):
     job = session.sagemaker_client.describe_training_job(TrainingJobName=trained.latest_training_job)
     assert job["TrainingJobStatus"] == "Completed"
     assert trained.model_data == f"s3://my-bucket/lora/{trained.latest_training_job}/output/model.tar.gz"
     assert job["ModelArtifacts"]["S3ModelArtifacts"] == trained.model_data
-    reference = json.loads(_artifact_member(session, trained.model_data, "localmaker_base_model.json"))
+    reference = json.loads(artifact_member(session, trained.model_data, "localmaker_base_model.json"))
     assert reference["base_model"] == "tiny-sd"
-    assert _artifact_member(session, trained.model_data, "pytorch_lora_weights.safetensors")
+    assert artifact_member(session, trained.model_data, "pytorch_lora_weights.safetensors")
 
 
 def test_the_loss_at_the_end_is_lower_than_at_the_start(session, trained):
     outputs = trained.model_data.replace("model.tar.gz", "output.tar.gz")
-    metrics = json.loads(_artifact_member(session, outputs, "training_metrics.json"))
+    metrics = json.loads(artifact_member(session, outputs, "training_metrics.json"))
     assert len(metrics["losses"]) == HYPERPARAMETERS["max_train_steps"]
     # the loss on every training image at fixed timesteps and noise, measured before and after training
     print(f"evaluation loss before {metrics['eval_loss_before']:.4f}, after {metrics['eval_loss_after']:.4f}")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import textwrap
 
 import pytest
@@ -12,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from localmaker import TrainingError
 from localmaker.deploy import Estimator
-from tests.e2e.conftest import ROLE
+from tests.e2e.conftest import ROLE, artifact_member
 
 pytestmark = pytest.mark.e2e
 
@@ -46,15 +44,6 @@ def _source(tmp_path, script: str):
     return folder
 
 
-def _read_member(session, url: str, member: str) -> bytes:
-    bucket, key = url.removeprefix("s3://").split("/", 1)
-    archive = session.s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        extracted = tar.extractfile(member)
-        assert extracted is not None
-        return extracted.read()
-
-
 def test_the_script_runs_under_the_sagemaker_training_contract(session, tmp_path, capsys):
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
@@ -73,14 +62,14 @@ def test_the_script_runs_under_the_sagemaker_training_contract(session, tmp_path
     assert estimator.model_data == "s3://my-output/jobs/contract-job/output/model.tar.gz"
     assert described["ModelArtifacts"]["S3ModelArtifacts"] == estimator.model_data
     assert described["FinalMetricDataList"][0]["Value"] == pytest.approx(1 / 3, abs=1e-6)
-    recorded = json.loads(_read_member(session, estimator.model_data, "weights.json"))
+    recorded = json.loads(artifact_member(session, estimator.model_data, "weights.json"))
     assert recorded["args"] == {"epochs": 3, "name": "run a", "ratio": 0.5}
     assert recorded["files"] == ["a.txt", "sub/b.txt"]
     assert recorded["hps"] == {"epochs": 3, "name": "run a", "ratio": 0.5}
     assert recorded["channels"] == ["training"]
     assert recorded["current_host"] == "algo-1" and recorded["cwd_has_script"] and recorded["env_var"] == "on"
     output = estimator.model_data.replace("model.tar.gz", "output.tar.gz")
-    assert _read_member(session, output, "report.txt") == b"done"
+    assert artifact_member(session, output, "report.txt") == b"done"
     assert "training finished" in capsys.readouterr().out  # the log was streamed
 
 
