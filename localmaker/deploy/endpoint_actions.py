@@ -68,6 +68,7 @@ class EndpointActions:
                 image=container.get("Image", ""),
                 environment=dict(container.get("Environment") or {}),
                 weight=float(variant.get("InitialVariantWeight", 1.0)),
+                startup_timeout_s=variant.get("ContainerStartupHealthCheckTimeoutInSeconds"),
             ))
         return variants
 

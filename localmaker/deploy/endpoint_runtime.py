@@ -50,6 +50,7 @@ class VariantSpec:
     image: str
     environment: dict[str, str]
     weight: float = 1.0
+    startup_timeout_s: float | None = None  # ContainerStartupHealthCheckTimeoutInSeconds, when set
 
 
 @dataclass
@@ -191,14 +192,16 @@ class EndpointRuntime:
                     return
 
     def _await_health(self, endpoint: LocalEndpoint) -> None:
-        deadline = time.monotonic() + self._startup_timeout_s
+        limits = [v.spec.startup_timeout_s for v in endpoint.variants if v.spec.startup_timeout_s]
+        timeout_s = max(limits) if limits else self._startup_timeout_s
+        deadline = time.monotonic() + timeout_s
         pending = endpoint.processes()
         while pending:
             if endpoint.status is not EndpointStatus.CREATING:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"the startup health check timed out after {self._startup_timeout_s:.0f}s: "
+                    f"the startup health check timed out after {timeout_s:.0f}s: "
                     f"GET /ping never answered 200 on {', '.join(i.instance_id for i in pending)}"
                 )
             still_pending = []

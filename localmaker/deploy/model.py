@@ -79,18 +79,17 @@ class Model:
             "SAGEMAKER_REGION": session.region_name,
             **self.env,
         }
-        if container_startup_health_check_timeout is not None:
-            environment["LOCALMAKER_STARTUP_TIMEOUT"] = str(container_startup_health_check_timeout)
         client = session.sagemaker_client
         client.create_model(
             ModelName=model_name, ExecutionRoleArn=self.role,
             PrimaryContainer={"Image": self.image_uri or default_image(session.region_name, itype),
                               "ModelDataUrl": artifact, "Environment": environment},
         )
-        client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[{
-            "VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": count,
-            "InstanceType": itype.name, "InitialVariantWeight": 1.0,
-        }])
+        variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": count,
+                                   "InstanceType": itype.name, "InitialVariantWeight": 1.0}
+        if container_startup_health_check_timeout is not None:
+            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = int(container_startup_health_check_timeout)
+        client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant])
         client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name)
         self.name, self.endpoint_name = model_name, endpoint_name
         predictor = FakePredictor(endpoint_name, session, serializer, deserializer, model_name=model_name)

@@ -34,7 +34,6 @@ class EndpointSettings:
     workers: int = 1
     threads: int = 4
     timeout_s: int = 60
-    startup_timeout_s: int = 600
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     batch_size: int = 1
     max_batch_delay_ms: int = 100
@@ -56,7 +55,6 @@ class EndpointSettings:
             workers=_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
             threads=_int(environ, "LOCALMAKER_SERVER_THREADS", 4),
             timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
-            startup_timeout_s=_int(environ, "LOCALMAKER_STARTUP_TIMEOUT", 600),
             batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", 1),
             max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", 100, minimum=0),
             log_file=Path(log_file) if log_file else None,

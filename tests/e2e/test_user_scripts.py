@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from localmaker import DeploymentError
-from localmaker.deploy import Estimator, Model
+from localmaker.deploy import Estimator, Model, Session
 from localmaker.deserializers import JSONDeserializer
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE
@@ -160,3 +160,26 @@ def test_instances_exit_when_the_control_plane_is_killed(tmp_path, tiny_qwen3_di
         victim.kill()  # SIGKILL: no atexit, no cleanup in the parent
         victim.wait(timeout=10)
     assert _wait_until_gone(groups, timeout_s=20), "instances outlived a SIGKILLed control plane"
+
+
+def test_a_model_fn_slower_than_the_startup_health_check_fails_the_endpoint(tmp_path, tiny_qwen3_dir):
+    source_dir = _write_script(tmp_path / "slow", """
+        import time
+
+        def model_fn(model_dir):
+            time.sleep(60)
+    """)
+    # SageMaker's own limit starts at 60 s; a session's default limit can be short for a test.
+    with Session(work_root=tmp_path / "work", startup_timeout_s=2) as impatient:
+        model = Model(model_data=str(tiny_qwen3_dir), role=ROLE, source_dir=source_dir, sagemaker_session=impatient)
+        with pytest.raises(DeploymentError, match="startup health check timed out after 2s"):
+            model.deploy(initial_instance_count=1, instance_type="ml.m5.large")
+
+
+def test_the_startup_health_check_timeout_is_recorded_on_the_variant(session, tiny_qwen3_dir):
+    model = Model(model_data=str(tiny_qwen3_dir), role=ROLE, sagemaker_session=session)
+    predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large", wait=False,
+                             container_startup_health_check_timeout=600)
+    config = session.sagemaker_client.describe_endpoint_config(EndpointConfigName=predictor.endpoint_name)
+    assert config["ProductionVariants"][0]["ContainerStartupHealthCheckTimeoutInSeconds"] == 600
+    predictor.delete_endpoint()
