@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -164,6 +165,77 @@ def run_make_style_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_up(args: argparse.Namespace) -> int:
+    from localmaker.deploy.control_plane import ControlPlane
+    from localmaker.model.sources import localmaker_home
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"[localmaker] warning: binding {args.host} exposes the control plane, and every endpoint's "
+              "code, to other machines; use 127.0.0.1 unless you mean it", file=sys.stderr)
+    work_root = localmaker_home() / "runs" / time.strftime("up-%Y%m%d-%H%M%S")
+    control_plane = ControlPlane(host=args.host, port=args.port, work_root=work_root)
+    print(f"[localmaker] control plane listening on {control_plane.url} (Ctrl-C or SIGTERM stops it and "
+          f"every instance and training job it started); logs under {work_root}\n"
+          f"export AWS_ENDPOINT_URL={control_plane.url}\n"
+          "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+          flush=True)
+    control_plane.serve_until_signalled()
+    print("[localmaker] stopped; every process it started has been reaped", flush=True)
+    return 0
+
+
+def _attached_session(args: argparse.Namespace) -> Any:
+    from localmaker.deploy import Session
+
+    url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        raise ConfigurationError("no control plane to talk to: start `localmaker up` and pass --endpoint-url "
+                                 "or set AWS_ENDPOINT_URL to the address it printed")
+    return Session(endpoint_url=url)
+
+
+def run_endpoints(args: argparse.Namespace) -> int:
+    session = _attached_session(args)
+    endpoints = session.sagemaker_client.list_endpoints()["Endpoints"]
+    if not endpoints:
+        print("no endpoints")
+    for summary in endpoints:
+        name = summary["EndpointName"]
+        try:
+            local = session.local_endpoint(name)
+            urls = ", ".join(f"{i['Url']} ({i['Device']})" for v in local["Variants"] for i in v["Instances"])
+        except OSError:
+            urls = "-"
+        print(f"{name}\t{summary['EndpointStatus']}\t{urls}")
+    return 0
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    body = Path(args.body[1:]).read_bytes() if args.body.startswith("@") else args.body.encode("utf-8")
+    session = _attached_session(args)
+    answer = session.sagemaker_runtime_client.invoke_endpoint(
+        EndpointName=args.name, Body=body, ContentType=args.content_type, Accept=args.accept)
+    payload = answer["Body"].read()
+    if args.output:
+        Path(args.output).write_bytes(payload)
+        print(f"wrote {len(payload)} bytes of {answer['ContentType']} to {args.output}")
+    elif answer["ContentType"].startswith(("application/json", "text/")):
+        print(payload.decode("utf-8"))
+    else:
+        raise ConfigurationError(f"the answer is {answer['ContentType']} ({len(payload)} bytes); "
+                                 "save it with -o FILE")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    client = _attached_session(args).sagemaker_client
+    config = client.describe_endpoint(EndpointName=args.name)["EndpointConfigName"]
+    client.delete_endpoint(EndpointName=args.name)
+    client.delete_endpoint_config(EndpointConfigName=config)
+    print(f"deleted endpoint {args.name} and its config {config}; its instances are stopped")
+    return 0
+
+
 def run_pack(args: argparse.Namespace) -> int:
     from localmaker.model.artifact import pack
     from localmaker.model.sources import resolve_source
@@ -243,6 +315,29 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--seed", type=int, default=0)
     style.set_defaults(run=run_make_style_dataset)
 
+    up = commands.add_parser("up", help="run the control plane standalone, for boto3 and SageMaker SDK scripts")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=4599)
+    up.set_defaults(run=run_up)
+
+    endpoints = commands.add_parser("endpoints", help="list the endpoints of a running `localmaker up`")
+    endpoints.add_argument("--endpoint-url")
+    endpoints.set_defaults(run=run_endpoints)
+
+    invoke = commands.add_parser("invoke", help="call an endpoint through the control plane (InvokeEndpoint)")
+    invoke.add_argument("name")
+    invoke.add_argument("--body", required=True, help="the request body, or @FILE")
+    invoke.add_argument("--content-type", default="application/json")
+    invoke.add_argument("--accept", default="application/json")
+    invoke.add_argument("-o", "--output", help="write the answer's body here (needed for binary answers)")
+    invoke.add_argument("--endpoint-url")
+    invoke.set_defaults(run=run_invoke)
+
+    delete = commands.add_parser("delete", help="delete an endpoint (and its config), stopping its instances")
+    delete.add_argument("name")
+    delete.add_argument("--endpoint-url")
+    delete.set_defaults(run=run_delete)
+
     pack = commands.add_parser("pack", help="write a SageMaker-layout model.tar.gz")
     pack.add_argument("source", help="minilm, tiny-qwen3, a model directory, or a cached hub id")
     pack.add_argument("-o", "--output", default="model.tar.gz")
@@ -271,6 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError | BotoCoreError):  # AWS said no: its message says why
+            print(f"localmaker: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

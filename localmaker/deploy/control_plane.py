@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -115,15 +116,30 @@ class ControlPlane:
         logger.info("control plane listening on %s", self.url)
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in the calling thread (``localmaker up``); returns after stop()."""
-        self._server.serve_forever()
+    def serve_until_signalled(self) -> None:
+        """Serve in the calling thread (``localmaker up``) until SIGINT or SIGTERM, then stop everything.
+
+        The server is shut down from another thread: ``shutdown()`` waits for ``serve_forever`` to
+        return, so calling it from the serving thread itself would wait forever.
+        """
+        def request_stop(signum: int, _frame: Any) -> None:
+            logger.info("received signal %d: stopping", signum)
+            threading.Thread(target=self._server.shutdown, name="control-plane-shutdown", daemon=True).start()
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._server.serve_forever()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
 
     def stop(self) -> None:
         """Reap every instance first: a stopped control plane must leave no process behind."""
         self.training.shutdown()
         self.runtime.shutdown()
-        self._server.shutdown()
+        if self._thread is not None:  # embedded mode; in `up` the serving loop has already returned
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
