@@ -49,9 +49,9 @@ class InvocationProxy:
                                         timeout=INVOCATION_TIMEOUT_S)
         except urllib3.exceptions.HTTPError as exc:
             logger.error("instance %s of %s did not answer: %s", instance.instance_id, name, exc)
-            return _model_error(name, variant.spec.variant_name, 500, f"the instance did not answer: {exc}")
+            return _model_error(name, 500, f"the instance did not answer: {exc}")
         if answer.status >= 400:
-            return _model_error(name, variant.spec.variant_name, answer.status, answer.data.decode("utf-8", "replace"))
+            return _model_error(name, answer.status, answer.data.decode("utf-8", "replace"))
         headers = [("Content-Type", answer.headers.get("Content-Type", "application/octet-stream")),
                    ("x-Amzn-Invoked-Production-Variant", variant.spec.variant_name)]
         attributes = answer.headers.get("X-Amzn-SageMaker-Custom-Attributes")
@@ -64,10 +64,11 @@ def _error(code: str, message: str, status: int = 400, extra: dict[str, Any] | N
     return Answer.error(code, message, status, content_type="application/json", extra=extra)
 
 
-def _model_error(name: str, variant: str, status: int, message: str) -> Answer:
+def _model_error(name: str, status: int, message: str) -> Answer:
+    # AWS names the container, "primary" for a single-container model, not the variant.
     kind = "client" if 400 <= status < 500 else "server"
     return _error("ModelError",
-                  f"Received {kind} error ({status}) from {variant} with message \"{message}\". "
+                  f"Received {kind} error ({status}) from primary with message \"{message}\". "
                   f"See the instance log of endpoint {name} for more information.", 424,
                   {"OriginalStatusCode": status, "OriginalMessage": message,
                    "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}"})

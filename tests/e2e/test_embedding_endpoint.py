@@ -142,6 +142,8 @@ def test_boto3_invoke_endpoint_goes_through_the_control_plane(session, qwen_endp
                                 Body=b"{broken")
     assert caught.value.response["Error"]["Code"] == "ModelError"
     assert caught.value.response["OriginalStatusCode"] == 400
+    assert caught.value.response["Error"]["Message"].startswith("Received client error (400) from primary with message")
+    assert caught.value.response["LogStreamArn"].endswith(f"/aws/sagemaker/Endpoints/{qwen_endpoint.endpoint_name}")
 
 
 def test_delete_endpoint_reaps_every_process(session, tiny_qwen3_dir):
