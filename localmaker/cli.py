@@ -1,4 +1,4 @@
-"""The ``localmaker`` command: demo, pack, serve."""
+"""The ``localmaker`` command: demo, sweep, train, up and its clients, pack, serve, examples."""
 
 from __future__ import annotations
 
