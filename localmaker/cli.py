@@ -227,6 +227,41 @@ def run_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_logs(args: argparse.Namespace) -> int:
+    """An endpoint's container logs, or a training job's, from CloudWatch Logs; ``-f`` keeps following."""
+    from localmaker.deploy.log_shipper import ENDPOINT_GROUP, TRAINING_GROUP
+
+    session = _attached_session(args)
+    logs = session.boto_session.client("logs", endpoint_url=session.endpoint_url)
+    group, prefix = ENDPOINT_GROUP.format(name=args.name), ""
+    try:
+        logs.describe_log_streams(logGroupName=group)
+    except logs.exceptions.ResourceNotFoundException:
+        group, prefix = TRAINING_GROUP, f"{args.name}/"
+    seen: dict[str, str | None] = {}
+    while True:
+        query = {"logGroupName": group, **({"logStreamNamePrefix": prefix} if prefix else {})}
+        try:
+            streams = logs.describe_log_streams(**query)["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            streams = []
+        if not streams and not seen:
+            raise ConfigurationError(f"no logs for {args.name!r}: it is neither an endpoint nor a training job "
+                                     "that has written any")
+        for stream in streams:
+            name = stream["logStreamName"]
+            request = {"logGroupName": group, "logStreamName": name, "startFromHead": True}
+            if seen.get(name):
+                request["nextToken"] = seen[name]
+            answer = logs.get_log_events(**request)
+            for event in answer["events"]:
+                print(f"[{name}] {event['message']}", flush=True)
+            seen[name] = answer["nextForwardToken"]
+        if not args.follow:
+            return 0
+        time.sleep(1.0)
+
+
 def run_delete(args: argparse.Namespace) -> int:
     client = _attached_session(args).sagemaker_client
     config = client.describe_endpoint(EndpointName=args.name)["EndpointConfigName"]
@@ -332,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("-o", "--output", help="write the answer's body here (needed for binary answers)")
     invoke.add_argument("--endpoint-url")
     invoke.set_defaults(run=run_invoke)
+
+    logs = commands.add_parser("logs", help="an endpoint's or training job's logs from CloudWatch Logs")
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("--endpoint-url")
+    logs.set_defaults(run=run_logs)
 
     delete = commands.add_parser("delete", help="delete an endpoint (and its config), stopping its instances")
     delete.add_argument("name")

@@ -24,6 +24,7 @@ from localmaker.deploy.endpoint_actions import Action, EndpointActions
 from localmaker.deploy.endpoint_runtime import EndpointRuntime
 from localmaker.deploy.invocation_proxy import InvocationProxy
 from localmaker.deploy.local_api import PREFIX, LocalApi
+from localmaker.deploy.log_shipper import LogShipper
 from localmaker.deploy.s3_urls import parse_s3_url
 from localmaker.deploy.training_actions import TrainingActions
 from localmaker.deploy.training_runtime import TrainingRuntime
@@ -83,8 +84,9 @@ class ControlPlane:
                  work_root: str | Path | None = None, startup_timeout_s: float = 600.0) -> None:
         self.region = region
         self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="localmaker-"))
-        self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s)
-        self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"))
+        self.logs = LogShipper(lambda: self.client("logs"))
+        self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs)
+        self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs)
         self.app = ControlPlaneApp(self.runtime, self.training, self.client)
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                    request_handler=_QuietRequestHandler)
@@ -138,6 +140,7 @@ class ControlPlane:
         """Reap every instance first: a stopped control plane must leave no process behind."""
         self.training.shutdown()
         self.runtime.shutdown()
+        self.logs.stop()
         if self._thread is not None:  # embedded mode; in `up` the serving loop has already returned
             self._server.shutdown()
         self._server.server_close()

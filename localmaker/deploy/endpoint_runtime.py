@@ -23,6 +23,7 @@ from typing import Any
 from localmaker.deploy.images import unsupported_image_reason
 from localmaker.deploy.instance_process import InstanceProcess
 from localmaker.deploy.instance_types import lookup
+from localmaker.deploy.log_shipper import ENDPOINT_GROUP, LogShipper
 from localmaker.deploy.placement import place
 from localmaker.model.safe_tar import unpack
 
@@ -113,8 +114,10 @@ class LocalEndpoint:
 class EndpointRuntime:
     """Registry of the endpoints this control plane runs; every process it starts, it also reaps."""
 
-    def __init__(self, work_root: Path, fetch_artifact: FetchArtifact, startup_timeout_s: float = 600.0) -> None:
+    def __init__(self, work_root: Path, fetch_artifact: FetchArtifact, startup_timeout_s: float = 600.0,
+                 logs: LogShipper | None = None) -> None:
         self._work_root = work_root
+        self._logs = logs
         self._fetch = fetch_artifact
         self._startup_timeout_s = startup_timeout_s
         self._endpoints: dict[str, LocalEndpoint] = {}
@@ -145,6 +148,7 @@ class EndpointRuntime:
             return False
         endpoint.status = EndpointStatus.DELETING
         self._stop(endpoint)
+        self._release_logs(endpoint)
         # The unpacked model is a copy of what S3 holds; the logs stay for whoever debugs the run.
         shutil.rmtree(endpoint.work_dir / "model", ignore_errors=True)
         return True
@@ -185,6 +189,8 @@ class EndpointRuntime:
                 if endpoint.status is EndpointStatus.DELETING:
                     return
                 instance.start()
+                if self._logs is not None:
+                    self._logs.follow(ENDPOINT_GROUP.format(name=endpoint.name), instance_id, instance.log_file)
                 variant.instances.append(instance)
                 variant.devices.append(placement.device)
                 if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
@@ -229,8 +235,13 @@ class EndpointRuntime:
             return
         # Stop first: once a caller can see Failed, no process of the endpoint is left.
         self._stop(endpoint)
+        self._release_logs(endpoint)
         endpoint.failure_reason = reason[:1024]  # the size SageMaker allows for FailureReason
         endpoint.status = EndpointStatus.FAILED
+
+    def _release_logs(self, endpoint: LocalEndpoint) -> None:
+        if self._logs is not None:
+            self._logs.release(ENDPOINT_GROUP.format(name=endpoint.name))
 
     @staticmethod
     def _stop(endpoint: LocalEndpoint) -> None:

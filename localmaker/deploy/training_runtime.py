@@ -28,6 +28,7 @@ from typing import Any
 
 import localmaker
 from localmaker.deploy.instance_types import lookup
+from localmaker.deploy.log_shipper import TRAINING_GROUP, LogShipper
 from localmaker.deploy.placement import local_gpu_count
 from localmaker.deploy.s3_urls import parse_s3_url
 from localmaker.deploy.training_channels import ChannelError, fetch_channel, fetch_code
@@ -112,6 +113,11 @@ class LocalTrainingJob:
     def log_file(self) -> Path:
         return self.work_dir / "training.log"
 
+    @property
+    def log_stream(self) -> str:
+        """SageMaker's stream name: ``<job>/algo-1-<start time>``."""
+        return f"{self.spec.name}/{HOST}-{int(self.started_at)}"
+
     def describe(self) -> dict[str, Any]:
         return {
             "TrainingJobName": self.spec.name,
@@ -126,8 +132,9 @@ class LocalTrainingJob:
 class TrainingRuntime:
     """Registry of the training jobs this control plane runs; every process it starts, it also reaps."""
 
-    def __init__(self, work_root: Path, s3_client: Callable[[], Any]) -> None:
+    def __init__(self, work_root: Path, s3_client: Callable[[], Any], logs: LogShipper | None = None) -> None:
         self._work_root = work_root / "training"
+        self._logs = logs
         self._s3 = s3_client
         self._jobs: dict[str, LocalTrainingJob] = {}
         self._lock = threading.Lock()
@@ -249,6 +256,8 @@ class TrainingRuntime:
                                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT, start_new_session=True,
                                            preexec_fn=_die_with_parent())
+            if self._logs is not None:
+                self._logs.follow(TRAINING_GROUP, job.log_stream, job.log_file)
             assert job.process.stdout is not None
             for line in job.process.stdout:
                 log.write(line)
@@ -285,8 +294,9 @@ class TrainingRuntime:
         outputs = pack_directory(layout["output_data"], job.work_dir / "output.tar.gz")
         s3.upload_file(str(outputs), bucket, key.rsplit("/", 1)[0] + "/output.tar.gz")
 
-    @staticmethod
-    def _finish(job: LocalTrainingJob, status: TrainingStatus, secondary: str, reason: str) -> None:
+    def _finish(self, job: LocalTrainingJob, status: TrainingStatus, secondary: str, reason: str) -> None:
+        if self._logs is not None:
+            self._logs.release(TRAINING_GROUP, job.log_stream)
         job.failure_reason = reason[:1024] if status is TrainingStatus.FAILED else ""
         job.secondary_status = secondary
         job.ended_at = time.time()

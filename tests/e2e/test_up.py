@@ -92,6 +92,16 @@ def test_a_plain_boto3_script_deploys_and_sigterm_leaves_no_process(control_plan
                          env=_env(url))
     assert bad.returncode == 2 and "ModelError" in bad.stderr and "Traceback" not in bad.stderr
 
+    deadline = time.monotonic() + 20  # the log shipper copies new lines about once a second
+    while True:
+        shown = subprocess.run([*CLI, "logs", "e"], capture_output=True, text=True, timeout=60, env=_env(url))
+        assert shown.returncode == 0, shown.stderr
+        if "POST /invocations" in shown.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "[AllTraffic-0]" in shown.stdout and "[AllTraffic-1]" in shown.stdout
+    assert "POST /invocations" in shown.stdout
+
     info = json.load(urllib.request.urlopen(f"{url}/_localmaker/endpoints/e", timeout=5))
     groups = [i["Pid"] for v in info["Variants"] for i in v["Instances"]]
     assert len(groups) == 2 and all(group_members(g) for g in groups)
