@@ -9,11 +9,11 @@ diffusion_service, where the model is known.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from diffusion_schedulers import SCHEDULER_NAMES
+from request_checks import check_keys, is_int, is_number, type_name
 from serving_errors import InvalidInput
 
 REQUEST_KEYS = ("inputs", "parameters")
@@ -64,25 +64,12 @@ class DiffusionRequest:
     parameters: DiffusionParameters
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
-def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(obj) - set(allowed))
-    if unknown:
-        raise InvalidInput(
-            f"unknown field(s) {', '.join(repr(k) for k in unknown)} in {where}: "
-            f"allowed fields are {', '.join(allowed)}."
-        )
 
 
 def _int_in_range(params: dict[str, Any], name: str, bounds: tuple[int, int], example: int) -> int | None:
@@ -90,9 +77,9 @@ def _int_in_range(params: dict[str, Any], name: str, bounds: tuple[int, int], ex
     if value is None:
         return None
     low, high = bounds
-    if not _is_int(value) or not low <= value <= high:
+    if not is_int(value) or not low <= value <= high:
         raise InvalidInput(
-            f'"parameters.{name}" must be an integer from {low} to {high}, got {value!r} ({_type_name(value)}): '
+            f'"parameters.{name}" must be an integer from {low} to {high}, got {value!r} ({type_name(value)}): '
             f"send e.g. {example}, or omit it."
         )
     return int(value)
@@ -103,9 +90,9 @@ def _number_in_range(params: dict[str, Any], name: str, bounds: tuple[float, flo
     if value is None:
         return None
     low, high = bounds
-    if not _is_number(value) or not low <= value <= high:
+    if not is_number(value) or not low <= value <= high:
         raise InvalidInput(
-            f'"parameters.{name}" must be a number from {low:g} to {high:g}, got {value!r} ({_type_name(value)}): '
+            f'"parameters.{name}" must be a number from {low:g} to {high:g}, got {value!r} ({type_name(value)}): '
             f"send e.g. {example}, or omit it."
         )
     return float(value)
@@ -116,7 +103,7 @@ def _size(params: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     low, high = SIZE_RANGE
-    if not _is_int(value) or not low <= value <= high or value % SIZE_MULTIPLE:
+    if not is_int(value) or not low <= value <= high or value % SIZE_MULTIPLE:
         raise InvalidInput(
             f'"parameters.{name}" must be a multiple of {SIZE_MULTIPLE} from {low} to {high}, got {value!r}: '
             "send e.g. 512, or omit it for the model's native size."
@@ -134,7 +121,7 @@ def _prompt(body: dict[str, Any]) -> str:
             '"parameters.num_images_per_prompt" for several images.'
         )
     if not isinstance(value, str):
-        raise InvalidInput(f'"inputs" must be a string, got {_type_name(value)}: send the prompt as text.')
+        raise InvalidInput(f'"inputs" must be a string, got {type_name(value)}: send the prompt as text.')
     if not value.strip():
         raise InvalidInput('"inputs" is an empty prompt: send a non-empty description of the image.')
     return value
@@ -146,13 +133,13 @@ def parse_parameters(value: Any) -> DiffusionParameters:
         return DiffusionParameters()
     if not isinstance(value, dict):
         raise InvalidInput(
-            f'"parameters" must be an object, got {_type_name(value)}: send e.g. {{"seed": 42}} or omit it.'
+            f'"parameters" must be an object, got {type_name(value)}: send e.g. {{"seed": 42}} or omit it.'
         )
-    _check_keys(value, PARAMETER_KEYS, '"parameters"')
+    check_keys(value, PARAMETER_KEYS, '"parameters"')
     negative_prompt = value.get("negative_prompt")
     if negative_prompt is not None and not isinstance(negative_prompt, str):
         raise InvalidInput(
-            f'"parameters.negative_prompt" must be a string, got {_type_name(negative_prompt)}: '
+            f'"parameters.negative_prompt" must be a string, got {type_name(negative_prompt)}: '
             'send text such as "blurry, low quality", or omit it.'
         )
     scheduler = value.get("scheduler")
@@ -180,7 +167,7 @@ def parse_parameters(value: Any) -> DiffusionParameters:
 def parse_diffusion_request(body: Any) -> DiffusionRequest:
     """``{"inputs": prompt, "parameters": {...}}``, every field checked."""
     if not isinstance(body, dict):
-        raise InvalidInput(f"the request body must be a JSON object, got {_type_name(body)}: send e.g. {EXAMPLE}.")
-    _check_keys(body, REQUEST_KEYS, "a text-to-image request")
+        raise InvalidInput(f"the request body must be a JSON object, got {type_name(body)}: send e.g. {EXAMPLE}.")
+    check_keys(body, REQUEST_KEYS, "a text-to-image request")
     prompt = _prompt(body)
     return DiffusionRequest(prompt=prompt, parameters=parse_parameters(body.get("parameters")))

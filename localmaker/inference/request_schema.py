@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from request_checks import check_keys, is_int, type_name
 from serving_errors import InvalidInput
 
 DEFAULT_TOP_K = 5
@@ -45,26 +46,15 @@ class SearchRequest:
     parameters: EmbedParameters
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(obj) - set(allowed))
-    if unknown:
-        raise InvalidInput(
-            f"unknown field(s) {', '.join(repr(k) for k in unknown)} in {where}: "
-            f"allowed fields are {', '.join(allowed)}."
-        )
 
 
 def _text(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise InvalidInput(f'"{field}" must be a string, got {_type_name(value)}: send non-empty text.')
+        raise InvalidInput(f'"{field}" must be a string, got {type_name(value)}: send non-empty text.')
     if not value.strip():
         raise InvalidInput(f'"{field}" is an empty string: send non-empty text.')
     return value
@@ -75,7 +65,7 @@ def _text_list(value: Any, field: str, allow_single: bool) -> list[str]:
         return [_text(value, field)]
     if not isinstance(value, list):
         expected = "a string or a list of strings" if allow_single else "a list of strings"
-        raise InvalidInput(f'"{field}" must be {expected}, got {_type_name(value)}: send e.g. ["some text"].')
+        raise InvalidInput(f'"{field}" must be {expected}, got {type_name(value)}: send e.g. ["some text"].')
     if not value:
         raise InvalidInput(f'"{field}" is an empty list: send at least one non-empty string.')
     return [_text(item, f"{field}[{i}]") for i, item in enumerate(value)]
@@ -87,18 +77,18 @@ def parse_parameters(value: Any) -> EmbedParameters:
         return EmbedParameters()
     if not isinstance(value, dict):
         raise InvalidInput(
-            f'"parameters" must be an object, got {_type_name(value)}: send e.g. {{"dimensions": 256}} or omit it.'
+            f'"parameters" must be an object, got {type_name(value)}: send e.g. {{"dimensions": 256}} or omit it.'
         )
-    _check_keys(value, PARAMETER_KEYS, '"parameters"')
+    check_keys(value, PARAMETER_KEYS, '"parameters"')
     dimensions = value.get("dimensions")
-    if dimensions is not None and (not _is_int(dimensions) or dimensions < 1):
+    if dimensions is not None and (not is_int(dimensions) or dimensions < 1):
         raise InvalidInput(
             f'"parameters.dimensions" must be a positive integer, got {dimensions!r}: send e.g. 256 or omit it.'
         )
     prompt_name = value.get("prompt_name")
     if prompt_name is not None and not isinstance(prompt_name, str):
         raise InvalidInput(
-            f'"parameters.prompt_name" must be a string, got {_type_name(prompt_name)}: '
+            f'"parameters.prompt_name" must be a string, got {type_name(prompt_name)}: '
             'send a prompt name such as "query" or omit it.'
         )
     normalize = value.get("normalize", True)
@@ -110,13 +100,13 @@ def parse_parameters(value: Any) -> EmbedParameters:
 
 
 def _parse_search(body: dict[str, Any]) -> SearchRequest:
-    _check_keys(body, SEARCH_KEYS, "a search request")
+    check_keys(body, SEARCH_KEYS, "a search request")
     query = _text(body["query"], "query")
     documents = body.get("documents")
     if documents is not None:
         documents = _text_list(documents, "documents", allow_single=False)
     top_k = body.get("top_k", DEFAULT_TOP_K)
-    if not _is_int(top_k) or top_k < 1:
+    if not is_int(top_k) or top_k < 1:
         raise InvalidInput(
             f'"top_k" must be an integer of at least 1, got {top_k!r}: send e.g. 5, or omit it for {DEFAULT_TOP_K}.'
         )
@@ -133,13 +123,13 @@ def parse_embedding_request(body: Any) -> EmbedRequest | SearchRequest:
     """A search when the body has "query", an embedding request when it has "inputs"."""
     if not isinstance(body, dict):
         raise InvalidInput(
-            f"the request body must be a JSON object, got {_type_name(body)}: "
+            f"the request body must be a JSON object, got {type_name(body)}: "
             f"send e.g. {EMBED_EXAMPLE} or {SEARCH_EXAMPLE}."
         )
     if "query" in body:
         return _parse_search(body)
     if "inputs" in body:
-        _check_keys(body, EMBED_KEYS, "an embedding request")
+        check_keys(body, EMBED_KEYS, "an embedding request")
         inputs = _text_list(body["inputs"], "inputs", allow_single=True)
         return EmbedRequest(inputs=inputs, parameters=parse_parameters(body.get("parameters")))
     raise InvalidInput(
