@@ -22,6 +22,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localmaker.deploy.endpoint_actions import Action, EndpointActions
 from localmaker.deploy.endpoint_runtime import EndpointRuntime
+from localmaker.deploy.invocation_metrics import InvocationMetrics
 from localmaker.deploy.invocation_proxy import InvocationProxy
 from localmaker.deploy.local_api import PREFIX, LocalApi
 from localmaker.deploy.log_shipper import LogShipper
@@ -39,11 +40,12 @@ _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 class ControlPlaneApp:
     """The WSGI app: routes a request to an interceptor, localmaker's own API, or moto."""
 
-    def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, aws: Any) -> None:
+    def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, aws: Any,
+                 metrics: InvocationMetrics | None = None) -> None:
         self.runtime = runtime
         self.training = training
         self._moto = Moto()
-        self._proxy = InvocationProxy(runtime)
+        self._proxy = InvocationProxy(runtime, metrics)
         self._local = LocalApi(runtime, training)
         self._actions: dict[str, Action] = {**EndpointActions(runtime, aws).actions(),
                                             **TrainingActions(training).actions()}
@@ -87,7 +89,8 @@ class ControlPlane:
         self.logs = LogShipper(lambda: self.client("logs"))
         self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs)
         self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs)
-        self.app = ControlPlaneApp(self.runtime, self.training, self.client)
+        self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
+        self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics)
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                    request_handler=_QuietRequestHandler)
         self._thread: threading.Thread | None = None
@@ -141,6 +144,7 @@ class ControlPlane:
         self.training.shutdown()
         self.runtime.shutdown()
         self.logs.stop()
+        self.metrics.stop()
         if self._thread is not None:  # embedded mode; in `up` the serving loop has already returned
             self._server.shutdown()
         self._server.server_close()

@@ -6,7 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from localmaker.deploy.endpoint_runtime import EndpointRuntime, EndpointStatus, VariantSpec
+from botocore.exceptions import ClientError
+
+from localmaker.deploy.endpoint_runtime import EndpointBusy, EndpointRuntime
+from localmaker.deploy.endpoint_state import EndpointStatus, VariantSpec
 from localmaker.deploy.instance_type_ledger import InstanceTypeLedger
 from localmaker.deploy.wire import Answer, overlaid
 from localmaker.errors import ConfigurationError
@@ -29,6 +32,8 @@ class EndpointActions:
             "DescribeEndpoint": self.describe_endpoint,
             "ListEndpoints": self.list_endpoints,
             "DeleteEndpoint": self.delete_endpoint,
+            "UpdateEndpoint": self.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": self.update_weights_and_capacities,
             "CreateEndpointConfig": self.create_endpoint_config,
             "DescribeEndpointConfig": self.describe_endpoint_config,
             "DeleteEndpointConfig": self.delete_endpoint_config,
@@ -41,8 +46,9 @@ class EndpointActions:
         answer = forward()
         if not answer.ok:
             return answer
+        config_name = str(request.get("EndpointConfigName", ""))
         try:
-            self.runtime.create(name, self._variants(str(request.get("EndpointConfigName", ""))))
+            self.runtime.create(name, config_name, self._variants(config_name))
         except Exception as exc:  # noqa: BLE001 - a bad config must not leave a half-made endpoint
             logger.exception("could not provision %s", name)
             self._aws("sagemaker").delete_endpoint(EndpointName=name)
@@ -79,15 +85,66 @@ class EndpointActions:
         return overlaid(forward(), self._overlay, "Endpoints")
 
     def _overlay(self, record: dict[str, Any]) -> None:
-        """Replace moto's always-InService status with the endpoint's real one."""
+        """Replace moto's always-InService record with what actually runs: status, config, variants."""
         endpoint = self.runtime.get(str(record.get("EndpointName", "")))
         if endpoint is None:
             return
         record["EndpointStatus"] = endpoint.status.value
-        if endpoint.status is EndpointStatus.FAILED:
+        if endpoint.failure_reason:  # Failed, or InService after an update that rolled back
             record["FailureReason"] = endpoint.failure_reason
         else:
             record.pop("FailureReason", None)
+        if "EndpointConfigName" in record:  # moto knows nothing of UpdateEndpoint
+            record["EndpointConfigName"] = endpoint.config_name
+        if "ProductionVariants" in record and endpoint.variants:
+            record["ProductionVariants"] = endpoint.production_variants()
+
+    def update_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
+        """Blue/green to a new endpoint config; moto has no UpdateEndpoint, so it is answered here."""
+        name = str(request.get("EndpointName", ""))
+        config_name = str(request.get("EndpointConfigName", ""))
+        sagemaker = self._aws("sagemaker")
+        try:
+            arn = sagemaker.describe_endpoint(EndpointName=name)["EndpointArn"]
+        except ClientError:
+            return Answer.error("ValidationException", f"Could not find endpoint \"{name}\".")
+        try:
+            variants = self._variants(config_name)
+        except ClientError as exc:  # a missing config or model, in moto's words
+            return Answer.error("ValidationException", str(exc.response["Error"].get("Message", exc)))
+        except ValueError as exc:
+            return Answer.error("ValidationException", str(exc))
+        try:
+            self.runtime.update(name, config_name, variants)
+        except KeyError:
+            return Answer.error("ValidationException", f"Could not find endpoint \"{name}\".")
+        except EndpointBusy as exc:
+            return Answer.error("ValidationException", str(exc))
+        return Answer.of_json(200, {"EndpointArn": arn})
+
+    def update_weights_and_capacities(self, request: dict[str, Any], forward: Forward) -> Answer:
+        name = str(request.get("EndpointName", ""))
+        desired: dict[str, tuple[float | None, int | None]] = {}
+        for item in request.get("DesiredWeightsAndCapacities") or []:
+            count = item.get("DesiredInstanceCount")
+            if count is not None and int(count) < 1:
+                return Answer.error("ValidationException", "DesiredInstanceCount must be at least 1 for a "
+                                                           "real-time endpoint; delete the endpoint to stop it")
+            weight = item.get("DesiredWeight")
+            desired[str(item.get("VariantName", ""))] = (None if weight is None else float(weight),
+                                                         None if count is None else int(count))
+        endpoint = self.runtime.get(name)
+        if endpoint is not None and endpoint.status is not EndpointStatus.IN_SERVICE:
+            return Answer.error("ValidationException", f"Cannot update in-progress endpoint \"{name}\": it is "
+                                                       f"{endpoint.status.value}; wait until it is InService")
+        answer = forward()  # moto checks that the endpoint and every variant name exist
+        if not answer.ok:
+            return answer
+        try:
+            self.runtime.scale(name, desired)
+        except (KeyError, EndpointBusy) as exc:
+            return Answer.error("ValidationException", str(exc))
+        return answer
 
     def delete_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
         answer = forward()

@@ -1,25 +1,30 @@
-"""The local side of endpoints: provisioning, real status, routing and teardown.
+"""The local side of endpoints: provisioning, blue/green updates, scaling, healing and teardown.
 
 moto records what AWS would record; this module makes it true. An endpoint is Creating until /ping
 passes on every instance, InService after that, and Failed (with the cause in FailureReason) when the
 artifact cannot be fetched, model_fn raises, an instance dies, or the startup health check times out.
+An update builds a whole new fleet beside the serving one and swaps only once every new instance is
+healthy; if the new fleet fails, it is stopped and the old one never stopped serving.
 """
 
 from __future__ import annotations
 
-import enum
-import itertools
 import logging
-import random
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from localmaker.deploy.endpoint_healer import EndpointHealer
+from localmaker.deploy.endpoint_state import (
+    EndpointStatus,
+    LocalEndpoint,
+    ServingInstance,
+    Variant,
+    VariantSpec,
+)
 from localmaker.deploy.images import unsupported_image_reason
 from localmaker.deploy.instance_process import InstanceProcess
 from localmaker.deploy.instance_types import lookup
@@ -32,96 +37,26 @@ logger = logging.getLogger(__name__)
 FetchArtifact = Callable[[str, Path], None]
 
 
-class EndpointStatus(str, enum.Enum):
-    CREATING = "Creating"
-    IN_SERVICE = "InService"
-    FAILED = "Failed"
-    DELETING = "Deleting"
+class EndpointBusy(RuntimeError):
+    """An update asked of an endpoint that is not InService, as AWS refuses it."""
 
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """One production variant, joined from the endpoint config and its model as moto recorded them."""
-
-    variant_name: str
-    model_name: str
-    instance_type: str
-    instance_count: int
-    model_data_url: str
-    image: str
-    environment: dict[str, str]
-    weight: float = 1.0
-    startup_timeout_s: float | None = None  # ContainerStartupHealthCheckTimeoutInSeconds, when set
-
-
-@dataclass
-class Variant:
-    spec: VariantSpec
-    instances: list[InstanceProcess] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)
-    _turn: Any = None
-
-    def next_instance(self) -> InstanceProcess:
-        if self._turn is None:
-            self._turn = itertools.cycle(range(len(self.instances)))
-        return self.instances[next(self._turn)]
-
-
-@dataclass
-class LocalEndpoint:
-    name: str
-    work_dir: Path
-    variants: list[Variant]
-    status: EndpointStatus = EndpointStatus.CREATING
-    failure_reason: str = ""
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def route(self, target_variant: str | None = None) -> tuple[Variant, InstanceProcess]:
-        """Pick a variant (by name, else by weight) and, within it, the next instance round-robin."""
-        if target_variant:
-            matches = [v for v in self.variants if v.spec.variant_name == target_variant]
-            if not matches:
-                raise KeyError(target_variant)
-            variant = matches[0]
-        else:
-            variant = random.choices(self.variants, weights=[v.spec.weight for v in self.variants])[0]
-        with self._lock:
-            return variant, variant.next_instance()
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "EndpointName": self.name,
-            "EndpointStatus": self.status.value,
-            "FailureReason": self.failure_reason,
-            "Variants": [
-                {
-                    "VariantName": v.spec.variant_name,
-                    "InstanceType": v.spec.instance_type,
-                    "Instances": [
-                        {"InstanceId": i.instance_id, "Url": i.url, "Device": device, "Pid": i.pid,
-                         "LogFile": str(i.log_file)}
-                        for i, device in zip(v.instances, v.devices, strict=False)
-                    ],
-                }
-                for v in self.variants
-            ],
-        }
-
-    def processes(self) -> list[InstanceProcess]:
-        return [i for v in self.variants for i in v.instances]
+class _Deleted(Exception):
+    """The endpoint was deleted while its fleet was being built."""
 
 
 class EndpointRuntime:
     """Registry of the endpoints this control plane runs; every process it starts, it also reaps."""
 
     def __init__(self, work_root: Path, fetch_artifact: FetchArtifact, startup_timeout_s: float = 600.0,
-                 logs: LogShipper | None = None) -> None:
+                 logs: LogShipper | None = None, heal_interval_s: float = 0.5) -> None:
         self._work_root = work_root
         self._logs = logs
         self._fetch = fetch_artifact
         self._startup_timeout_s = startup_timeout_s
         self._endpoints: dict[str, LocalEndpoint] = {}
         self._lock = threading.Lock()
+        self._healer = EndpointHealer(self._endpoints_now, self._heal, heal_interval_s)
 
     def get(self, name: str) -> LocalEndpoint | None:
         with self._lock:
@@ -131,15 +66,32 @@ class EndpointRuntime:
         with self._lock:
             return list(self._endpoints)
 
-    def create(self, name: str, variants: list[VariantSpec]) -> LocalEndpoint:
+    def _endpoints_now(self) -> list[LocalEndpoint]:
+        with self._lock:
+            return list(self._endpoints.values())
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def create(self, name: str, config_name: str, variants: list[VariantSpec]) -> LocalEndpoint:
         work_dir = self._work_root / f"{name}-{uuid.uuid4().hex[:8]}"
-        endpoint = LocalEndpoint(name=name, work_dir=work_dir, variants=[Variant(spec=v) for v in variants])
+        endpoint = LocalEndpoint(name=name, work_dir=work_dir, config_name=config_name)
         with self._lock:
             if name in self._endpoints:
                 raise ValueError(f"Cannot create already existing endpoint {name!r}.")
             self._endpoints[name] = endpoint
-        threading.Thread(target=self._provision, args=(endpoint,), name=f"provision-{name}", daemon=True).start()
+        self._healer.start()
+        self._in_background(f"provision-{name}", self._provision, endpoint, variants)
         return endpoint
+
+    def update(self, name: str, config_name: str, variants: list[VariantSpec]) -> None:
+        """Blue/green: the new fleet must be healthy before traffic moves to it."""
+        endpoint = self._claim_for_update(name)
+        self._in_background(f"update-{name}", self._blue_green, endpoint, config_name, variants)
+
+    def scale(self, name: str, desired: dict[str, tuple[float | None, int | None]]) -> None:
+        """UpdateEndpointWeightsAndCapacities: ``desired`` maps a variant to (weight, instance count)."""
+        endpoint = self._claim_for_update(name)
+        self._in_background(f"scale-{name}", self._rescale, endpoint, desired)
 
     def delete(self, name: str) -> bool:
         with self._lock:
@@ -147,107 +99,283 @@ class EndpointRuntime:
         if endpoint is None:
             return False
         endpoint.status = EndpointStatus.DELETING
-        self._stop(endpoint)
+        self._stop(endpoint.processes())
         self._release_logs(endpoint)
-        # The unpacked model is a copy of what S3 holds; the logs stay for whoever debugs the run.
-        shutil.rmtree(endpoint.work_dir / "model", ignore_errors=True)
+        # The unpacked models are copies of what S3 holds; the logs stay for whoever debugs the run.
+        shutil.rmtree(endpoint.work_dir / "models", ignore_errors=True)
         return True
 
     def shutdown(self) -> None:
+        self._healer.stop()
         for name in self.names():
             self.delete(name)
 
-    def _provision(self, endpoint: LocalEndpoint) -> None:
-        try:
-            self._start_instances(endpoint)
-            self._await_health(endpoint)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes the endpoint's FailureReason
-            logger.exception("endpoint %s failed to start", endpoint.name)
-            self._fail(endpoint, str(exc) or type(exc).__name__)
+    def _claim_for_update(self, name: str) -> LocalEndpoint:
+        endpoint = self.get(name)
+        if endpoint is None:
+            raise KeyError(name)
+        with endpoint.lock:
+            if endpoint.status is not EndpointStatus.IN_SERVICE:
+                raise EndpointBusy(f"Cannot update in-progress endpoint \"{name}\": it is {endpoint.status.value}; "
+                                   "wait until it is InService")
+            endpoint.status = EndpointStatus.UPDATING
+            endpoint.failure_reason = ""
+        return endpoint
 
-    def _start_instances(self, endpoint: LocalEndpoint) -> None:
-        for number, variant in enumerate(endpoint.variants):
-            spec = variant.spec
-            reason = unsupported_image_reason(spec.image)
-            if reason:
-                raise RuntimeError(reason)
-            instance_type = lookup(spec.instance_type)
-            archive = endpoint.work_dir / f"artifact-{number}.tar.gz"
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            self._fetch(spec.model_data_url, archive)
-            model_dir = unpack(archive, endpoint.work_dir / "model" / spec.variant_name)
-            archive.unlink()
-            for index in range(spec.instance_count):
-                placement = place(instance_type, index)
-                instance_id = f"{spec.variant_name}-{index}"
-                instance = InstanceProcess(
-                    instance_id=instance_id,
-                    model_dir=model_dir,
-                    log_file=endpoint.work_dir / "logs" / f"{instance_id}.log",
-                    env={**spec.environment, **placement.environment},
-                )
+    @staticmethod
+    def _in_background(name: str, target: Callable[..., None], *args: object) -> None:
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+
+    # -- what each operation does ------------------------------------------------------------------
+
+    def _provision(self, endpoint: LocalEndpoint, specs: list[VariantSpec]) -> None:
+        with endpoint.operation:
+            try:
+                self._build_fleet(endpoint, specs, endpoint.variants)
+            except _Deleted:
+                return
+            except Exception as exc:  # noqa: BLE001 - every failure becomes the endpoint's FailureReason
+                logger.exception("endpoint %s failed to start", endpoint.name)
+                self._fail(endpoint, str(exc) or type(exc).__name__)
+                return
+            self._settle(endpoint, EndpointStatus.CREATING, EndpointStatus.IN_SERVICE)
+            logger.info("endpoint %s is InService", endpoint.name)
+
+    def _blue_green(self, endpoint: LocalEndpoint, config_name: str, specs: list[VariantSpec]) -> None:
+        with endpoint.operation:
+            try:
+                self._build_fleet(endpoint, specs, endpoint.staged)
+            except _Deleted:
+                return
+            except Exception as exc:  # noqa: BLE001 - a failed update rolls back whatever the cause
+                logger.warning("update of endpoint %s to %s failed; rolling back: %s", endpoint.name,
+                               config_name, exc)
+                self._roll_back(endpoint, f"the update to endpoint config {config_name!r} failed and was rolled "
+                                          f"back; the previous config keeps serving: {exc}")
+                return
+            with endpoint.lock:
                 if endpoint.status is EndpointStatus.DELETING:
                     return
-                instance.start()
-                if self._logs is not None:
-                    self._logs.follow(ENDPOINT_GROUP.format(name=endpoint.name), instance_id, instance.log_file)
-                variant.instances.append(instance)
-                variant.devices.append(placement.device)
-                if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
-                    instance.stop()
-                    return
+                blue, endpoint.variants, endpoint.staged = endpoint.variants, endpoint.staged, []
+                endpoint.config_name = config_name
+                endpoint.status = EndpointStatus.IN_SERVICE
+            logger.info("endpoint %s now serves config %s", endpoint.name, config_name)
+            # gunicorn drains requests already in flight on SIGTERM, so none is cut off by the swap.
+            self._retire(endpoint, [i for v in blue for i in v.instances])
+            for variant in blue:
+                shutil.rmtree(variant.model_dir, ignore_errors=True)
 
-    def _await_health(self, endpoint: LocalEndpoint) -> None:
-        limits = [v.spec.startup_timeout_s for v in endpoint.variants if v.spec.startup_timeout_s]
-        timeout_s = max(limits) if limits else self._startup_timeout_s
-        deadline = time.monotonic() + timeout_s
-        pending = endpoint.processes()
-        while pending:
-            if endpoint.status is not EndpointStatus.CREATING:
+    def _rescale(self, endpoint: LocalEndpoint, desired: dict[str, tuple[float | None, int | None]]) -> None:
+        with endpoint.operation:
+            added: list[ServingInstance] = []
+            try:
+                for variant in endpoint.variants:
+                    _, count = desired.get(variant.spec.variant_name, (None, None))
+                    for _ in range(max(0, (count or 0) - len(variant.instances))):
+                        added.append(self._launch(endpoint, variant))
+                self._await_health(endpoint, added, self._startup_timeout(endpoint.variants))
+            except _Deleted:
                 return
+            except Exception as exc:  # noqa: BLE001 - failed capacity is rolled back, the rest keeps serving
+                logger.warning("scaling endpoint %s failed; rolling back: %s", endpoint.name, exc)
+                self._forget(endpoint, added)
+                self._retire(endpoint, added)
+                self._roll_back(endpoint, f"the capacity update failed and was rolled back: {exc}")
+                return
+            surplus: list[ServingInstance] = []
+            with endpoint.lock:
+                for instance in added:
+                    instance.in_rotation = True
+                for variant in endpoint.variants:
+                    weight, count = desired.get(variant.spec.variant_name, (None, None))
+                    if weight is not None:
+                        variant.weight = weight
+                    if count is not None:
+                        variant.desired_count = count
+                        surplus += variant.instances[count:]
+                        for instance in variant.instances[count:]:
+                            instance.in_rotation = False
+            self._forget(endpoint, surplus)
+            self._retire(endpoint, surplus)
+            self._settle(endpoint, EndpointStatus.UPDATING, EndpointStatus.IN_SERVICE)
+
+    def _heal(self, endpoint: LocalEndpoint) -> None:
+        """Auto-heal: replace dead instances, as SageMaker replaces an unhealthy host.
+
+        The healer calls this with the endpoint's operation lock held, so it never races an update;
+        the survivors keep answering meanwhile. A replacement that fails is retried on a later round.
+        """
+        with endpoint.lock:
+            dead = [i for v in endpoint.variants for i in v.instances if i.process.exited() is not None]
+        for instance in dead:
+            logger.warning("instance %s of endpoint %s died (exit code %s); replacing it",
+                           instance.process.instance_id, endpoint.name, instance.process.exited())
+        self._forget(endpoint, dead)
+        self._retire(endpoint, dead)
+        try:
+            replacements = [self._launch(endpoint, variant) for variant in list(endpoint.variants)
+                            for _ in range(variant.desired_count - len(variant.instances))]
+        except _Deleted:
+            return
+        try:
+            self._await_health(endpoint, replacements, self._startup_timeout(endpoint.variants))
+        except _Deleted:
+            return
+        except BaseException:
+            self._forget(endpoint, replacements)
+            self._retire(endpoint, replacements)
+            raise
+        with endpoint.lock:
+            for instance in replacements:
+                instance.in_rotation = True
+        logger.info("endpoint %s healed: %s replace %s", endpoint.name,
+                    ", ".join(i.process.instance_id for i in replacements),
+                    ", ".join(i.process.instance_id for i in dead) or "missing capacity")
+
+    # -- building blocks ---------------------------------------------------------------------------
+
+    def _build_fleet(self, endpoint: LocalEndpoint, specs: list[VariantSpec], fleet: list[Variant]) -> None:
+        """Start every instance of ``specs`` into ``fleet`` and wait until all are healthy.
+
+        ``fleet`` is the endpoint's own list, so its processes are reaped by a delete that comes
+        while this still runs. On failure, whatever was started is stopped again.
+        """
+        try:
+            for spec in specs:
+                reason = unsupported_image_reason(spec.image)
+                if reason:
+                    raise RuntimeError(reason)
+                variant = Variant(spec=spec, model_dir=self._unpack_artifact(endpoint, spec),
+                                  weight=spec.weight, desired_count=spec.instance_count)
+                with endpoint.lock:
+                    fleet.append(variant)
+                for _ in range(spec.instance_count):
+                    self._launch(endpoint, variant)
+            started = [i for v in fleet for i in v.instances]
+            self._await_health(endpoint, started, self._startup_timeout(fleet))
+        except BaseException:
+            with endpoint.lock:
+                doomed, fleet[:] = list(fleet), []
+            self._retire(endpoint, [i for v in doomed for i in v.instances])
+            for variant in doomed:
+                shutil.rmtree(variant.model_dir, ignore_errors=True)
+            raise
+        with endpoint.lock:
+            for variant in fleet:
+                for instance in variant.instances:
+                    instance.in_rotation = True
+
+    def _unpack_artifact(self, endpoint: LocalEndpoint, spec: VariantSpec) -> Path:
+        folder = endpoint.work_dir / "models" / uuid.uuid4().hex[:8]
+        archive = folder.with_suffix(".tar.gz")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fetch(spec.model_data_url, archive)
+            return unpack(archive, folder / spec.variant_name)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def _launch(self, endpoint: LocalEndpoint, variant: Variant) -> ServingInstance:
+        """Start one instance of ``variant``, out of rotation until it proves healthy."""
+        if endpoint.status is EndpointStatus.DELETING:
+            raise _Deleted()
+        instance_id = endpoint.next_instance_id(variant.spec.variant_name)
+        placement = place(lookup(variant.spec.instance_type), len(variant.instances))
+        process = InstanceProcess(
+            instance_id=instance_id,
+            model_dir=variant.model_dir,
+            log_file=endpoint.work_dir / "logs" / f"{instance_id}.log",
+            env={**variant.spec.environment, **placement.environment},
+        )
+        instance = ServingInstance(process=process, device=placement.device)
+        with endpoint.lock:
+            variant.instances.append(instance)
+        process.start()
+        if self._logs is not None:
+            self._logs.follow(ENDPOINT_GROUP.format(name=endpoint.name), instance_id, process.log_file)
+        if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
+            process.stop()
+            raise _Deleted()
+        return instance
+
+    def _startup_timeout(self, variants: list[Variant]) -> float:
+        limits = [v.spec.startup_timeout_s for v in variants if v.spec.startup_timeout_s]
+        return float(max(limits)) if limits else self._startup_timeout_s
+
+    @staticmethod
+    def _await_health(endpoint: LocalEndpoint, instances: list[ServingInstance], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = [i.process for i in instances]
+        while pending:
+            if endpoint.status is EndpointStatus.DELETING:
+                raise _Deleted()
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"the startup health check timed out after {timeout_s:.0f}s: "
-                    f"GET /ping never answered 200 on {', '.join(i.instance_id for i in pending)}"
+                    f"GET /ping never answered 200 on {', '.join(p.instance_id for p in pending)}"
                 )
             still_pending = []
-            for instance in pending:
-                code = instance.exited()
+            for process in pending:
+                code = process.exited()
                 if code is not None:
                     raise RuntimeError(
-                        f"instance {instance.instance_id} exited with code {code} before it was healthy; "
-                        f"last log lines:\n{instance.log_tail()}"
+                        f"instance {process.instance_id} exited with code {code} before it was healthy; "
+                        f"last log lines:\n{process.log_tail()}"
                     )
-                result = instance.ping()
+                result = process.ping()
                 if result.failed:
                     raise RuntimeError(result.message or "model_fn failed")
                 if not result.healthy:
-                    still_pending.append(instance)
+                    still_pending.append(process)
             pending = still_pending
             if pending:
                 time.sleep(0.25)
-        if endpoint.status is EndpointStatus.CREATING:
+
+    @staticmethod
+    def _settle(endpoint: LocalEndpoint, expected: EndpointStatus, status: EndpointStatus) -> None:
+        with endpoint.lock:
+            if endpoint.status is expected:
+                endpoint.status = status
+
+    def _roll_back(self, endpoint: LocalEndpoint, reason: str) -> None:
+        # DescribeEndpoint reports a failed update as InService with the cause in FailureReason.
+        with endpoint.lock:
+            if endpoint.status is EndpointStatus.DELETING:
+                return
+            endpoint.failure_reason = reason[:1024]
             endpoint.status = EndpointStatus.IN_SERVICE
-            logger.info("endpoint %s is InService", endpoint.name)
 
     def _fail(self, endpoint: LocalEndpoint, reason: str) -> None:
         if endpoint.status is EndpointStatus.DELETING:
             return
         # Stop first: once a caller can see Failed, no process of the endpoint is left.
-        self._stop(endpoint)
+        self._stop(endpoint.processes())
         self._release_logs(endpoint)
-        endpoint.failure_reason = reason[:1024]  # the size SageMaker allows for FailureReason
-        endpoint.status = EndpointStatus.FAILED
+        with endpoint.lock:
+            endpoint.failure_reason = reason[:1024]  # the size SageMaker allows for FailureReason
+            endpoint.status = EndpointStatus.FAILED
+
+    @staticmethod
+    def _forget(endpoint: LocalEndpoint, instances: list[ServingInstance]) -> None:
+        with endpoint.lock:
+            for variant in (*endpoint.variants, *endpoint.staged):
+                variant.instances[:] = [i for i in variant.instances if all(i is not x for x in instances)]
+
+    def _retire(self, endpoint: LocalEndpoint, instances: list[ServingInstance]) -> None:
+        """Stop instances and ship the rest of their logs; the endpoint lives on without them."""
+        self._stop([i.process for i in instances])
+        if self._logs is not None:
+            for instance in instances:
+                self._logs.release(ENDPOINT_GROUP.format(name=endpoint.name), instance.process.instance_id)
 
     def _release_logs(self, endpoint: LocalEndpoint) -> None:
         if self._logs is not None:
             self._logs.release(ENDPOINT_GROUP.format(name=endpoint.name))
 
     @staticmethod
-    def _stop(endpoint: LocalEndpoint) -> None:
+    def _stop(processes: list[InstanceProcess]) -> None:
         # Signal every instance before waiting for any, so they drain in parallel.
-        instances = endpoint.processes()
-        for instance in instances:
-            instance.terminate()
-        for instance in instances:
-            instance.reap()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.reap()

@@ -1,17 +1,22 @@
 """InvokeEndpoint: route ``/endpoints/<name>/invocations`` to an instance and answer as AWS does.
 
 A container error becomes botocore's ModelError (HTTP 424 with OriginalStatusCode and
-OriginalMessage), so scripts catch the same exception here as in the cloud.
+OriginalMessage), so scripts catch the same exception here as in the cloud. A request that could not
+even connect to its instance (the instance just died) goes to the next one: it never reached a
+container, so sending it again cannot run it twice.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import urllib3
 
-from localmaker.deploy.endpoint_runtime import EndpointRuntime, EndpointStatus
+from localmaker.deploy.endpoint_runtime import EndpointRuntime
+from localmaker.deploy.endpoint_state import LocalEndpoint, NoInstanceInService
+from localmaker.deploy.invocation_metrics import InvocationMetrics
 from localmaker.deploy.wire import Answer
 
 logger = logging.getLogger(__name__)
@@ -22,42 +27,84 @@ _FORWARDED_HEADERS = {
     "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES": "X-Amzn-SageMaker-Custom-Attributes",
 }
 INVOCATION_TIMEOUT_S = 600.0
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit for real-time endpoints
 
 
 class InvocationProxy:
-    def __init__(self, runtime: EndpointRuntime) -> None:
+    def __init__(self, runtime: EndpointRuntime, metrics: InvocationMetrics | None = None) -> None:
         self._runtime = runtime
+        self._metrics = metrics
         self._http = urllib3.PoolManager(maxsize=32, retries=False)
 
     def __call__(self, environ: dict[str, Any], name: str) -> Answer:
+        started = time.perf_counter()
         endpoint = self._runtime.get(name)
         if endpoint is None:
             return _error("ValidationError", f"Endpoint {name} not found.")
-        if endpoint.status is not EndpointStatus.IN_SERVICE:
+        if not endpoint.status.serves_traffic:
             return _error("ValidationError", f"Endpoint {name} is {endpoint.status.value}, not InService; "
                                              "wait with the endpoint_in_service waiter before invoking it")
-        target = environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT")
-        try:
-            variant, instance = endpoint.route(target)
-        except KeyError:
-            return _error("ValidationError", f"Target variant {target!r} does not exist on endpoint {name}.")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        body = _read_bounded(environ)
+        if body is None:
+            # AWS's own words; botocore shows the status as the error code.
+            return Answer.of_json(413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."},
+                                  content_type="application/json")
         forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
-        try:
-            answer = self._http.request("POST", f"{instance.url}/invocations", body=body, headers=forwarded,
-                                        timeout=INVOCATION_TIMEOUT_S)
-        except urllib3.exceptions.HTTPError as exc:
-            logger.error("instance %s of %s did not answer: %s", instance.instance_id, name, exc)
-            return _model_error(name, 500, f"the instance did not answer: {exc}")
-        if answer.status >= 400:
-            return _model_error(name, answer.status, answer.data.decode("utf-8", "replace"))
-        headers = [("Content-Type", answer.headers.get("Content-Type", "application/octet-stream")),
-                   ("x-Amzn-Invoked-Production-Variant", variant.spec.variant_name)]
-        attributes = answer.headers.get("X-Amzn-SageMaker-Custom-Attributes")
-        if attributes:
-            headers.append(("X-Amzn-SageMaker-Custom-Attributes", attributes))
-        return Answer("200 OK", headers, answer.data)
+        return self._send(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"), body, forwarded, started)
+
+    def _send(self, endpoint: LocalEndpoint, target: str | None, body: bytes, headers: dict[str, str],
+              started: float) -> Answer:
+        name = endpoint.name
+        for _attempt in range(1 + len(endpoint.processes())):
+            try:
+                variant, instance = endpoint.route(target)
+            except KeyError:
+                return _error("ValidationError", f"Target variant {target!r} does not exist on endpoint {name}.")
+            except NoInstanceInService:
+                break
+            variant_name = variant.spec.variant_name
+            if instance.process.exited() is not None:
+                # Died since the healer last looked; a pooled connection to it would only be reset.
+                endpoint.take_out_of_rotation(instance)
+                continue
+            sent = time.perf_counter()
+            try:
+                answer = self._http.request("POST", f"{instance.process.url}/invocations", body=body,
+                                            headers=headers, timeout=INVOCATION_TIMEOUT_S)
+            except urllib3.exceptions.ConnectTimeoutError:
+                logger.warning("instance %s of %s is unreachable; sending to another", instance.process.instance_id,
+                               name)
+                continue
+            except urllib3.exceptions.HTTPError as exc:
+                logger.error("instance %s of %s did not answer: %s", instance.process.instance_id, name, exc)
+                self._record(name, variant_name, 500, None, started)
+                return _model_error(name, 500, f"the instance did not answer: {exc}")
+            self._record(name, variant_name, answer.status, time.perf_counter() - sent, started)
+            if answer.status >= 400:
+                return _model_error(name, answer.status, answer.data.decode("utf-8", "replace"))
+            reply_headers = [("Content-Type", answer.headers.get("Content-Type", "application/octet-stream")),
+                             ("x-Amzn-Invoked-Production-Variant", variant_name)]
+            attributes = answer.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+            if attributes:
+                reply_headers.append(("X-Amzn-SageMaker-Custom-Attributes", attributes))
+            return Answer("200 OK", reply_headers, answer.data)
+        # botocore retries ServiceUnavailable by itself, which is what a caller wants while an instance heals.
+        return _error("ServiceUnavailable", f"no instance of endpoint {name} can answer right now; "
+                                            "a replacement is starting", 503)
+
+    def _record(self, name: str, variant: str, status: int, model_latency_s: float | None, started: float) -> None:
+        if self._metrics is None:
+            return
+        total = time.perf_counter() - started
+        self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
+
+
+def _read_bounded(environ: dict[str, Any]) -> bytes | None:
+    """The request body, or None when it is over the limit (judged by Content-Length before reading)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length > MAX_PAYLOAD_BYTES:
+        return None
+    return environ["wsgi.input"].read(length) if length else b""
 
 
 def _error(code: str, message: str, status: int = 400, extra: dict[str, Any] | None = None) -> Answer:
