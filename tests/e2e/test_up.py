@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,14 +13,11 @@ import urllib.request
 
 import pytest
 
-from localmaker.deploy.instance_process import free_port
 from localmaker.model.artifact import pack
-from tests.e2e.conftest import ROLE
+from tests.e2e.conftest import CLI, ROLE, aws_env
 from tests.process_probe import group_members
 
 pytestmark = pytest.mark.e2e
-
-CLI = [sys.executable, "-m", "localmaker.cli"]
 
 BOTO3_SCRIPT = """
     import boto3, json, sys
@@ -43,58 +39,31 @@ BOTO3_SCRIPT = """
 """
 
 
-@pytest.fixture
-def control_plane(tmp_path, localmaker_home):
-    port = free_port()
-    process = subprocess.Popen([*CLI, "up", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_localmaker/endpoints", timeout=2).close()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            assert process.poll() is None, "localmaker up exited early"
-            assert time.monotonic() < deadline, "localmaker up never answered"
-            time.sleep(0.2)
-    yield process, url
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def _env(url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return {**env, "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1", "HF_HUB_OFFLINE": "1"}
-
-
 def test_a_plain_boto3_script_deploys_and_sigterm_leaves_no_process(control_plane, tmp_path, tiny_qwen3_dir):
     process, url = control_plane
     archive = pack(tiny_qwen3_dir, tmp_path / "model.tar.gz")
     script = tmp_path / "deploy.py"
     script.write_text(f"ROLE = {ROLE!r}\n" + textwrap.dedent(BOTO3_SCRIPT))
     done = subprocess.run([sys.executable, str(script), str(archive)], capture_output=True, text=True,
-                          timeout=180, env=_env(url))
+                          timeout=180, env=aws_env(url))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"variant": "AllTraffic", "type": "application/json",
                                                               "rows": 1}
 
-    listed = subprocess.run([*CLI, "endpoints"], capture_output=True, text=True, timeout=60, env=_env(url))
+    listed = subprocess.run([*CLI, "endpoints"], capture_output=True, text=True, timeout=60, env=aws_env(url))
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith("e\tInService\thttp://127.0.0.1:")
     invoked = subprocess.run([*CLI, "invoke", "e", "--body", '{"inputs": "hello"}'], capture_output=True,
-                             text=True, timeout=60, env=_env(url))
+                             text=True, timeout=60, env=aws_env(url))
     assert invoked.returncode == 0, invoked.stderr
     assert len(json.loads(invoked.stdout)["embeddings"]) == 1
     bad = subprocess.run([*CLI, "invoke", "e", "--body", "{broken"], capture_output=True, text=True, timeout=60,
-                         env=_env(url))
+                         env=aws_env(url))
     assert bad.returncode == 2 and "ModelError" in bad.stderr and "Traceback" not in bad.stderr
 
     deadline = time.monotonic() + 20  # the log shipper copies new lines about once a second
     while True:
-        shown = subprocess.run([*CLI, "logs", "e"], capture_output=True, text=True, timeout=60, env=_env(url))
+        shown = subprocess.run([*CLI, "logs", "e"], capture_output=True, text=True, timeout=60, env=aws_env(url))
         assert shown.returncode == 0, shown.stderr
         if "POST /invocations" in shown.stdout or time.monotonic() > deadline:
             break
@@ -120,11 +89,13 @@ def test_delete_through_the_cli_stops_the_endpoint(control_plane, tmp_path, tiny
             initial_instance_count=1, instance_type="ml.m5.large", endpoint_name="to-delete")
         groups = [i["Pid"] for v in attached.local_endpoint("to-delete")["Variants"] for i in v["Instances"]]
         assert predictor.endpoint_name == "to-delete"
-    deleted = subprocess.run([*CLI, "delete", "to-delete"], capture_output=True, text=True, timeout=60, env=_env(url))
+    deleted = subprocess.run([*CLI, "delete", "to-delete"], capture_output=True, text=True, timeout=60,
+                             env=aws_env(url))
     assert deleted.returncode == 0, deleted.stderr
     deadline = time.monotonic() + 15
     while any(group_members(g) for g in groups) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(group_members(g) for g in groups)
-    missing = subprocess.run([*CLI, "delete", "to-delete"], capture_output=True, text=True, timeout=60, env=_env(url))
+    missing = subprocess.run([*CLI, "delete", "to-delete"], capture_output=True, text=True, timeout=60,
+                             env=aws_env(url))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr

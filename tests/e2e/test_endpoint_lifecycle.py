@@ -1,0 +1,276 @@
+"""The endpoint lifecycle against a real `localmaker up`, driven by boto3 clients configured only by env vars:
+blue/green updates and their rollback, live capacity changes, auto-heal, metrics and the payload limit."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import tarfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from localmaker.model.artifact import pack
+from tests.e2e.conftest import ROLE, aws_env, running_up
+from tests.process_probe import group_members
+
+pytestmark = pytest.mark.e2e
+
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311"
+BROKEN_MODEL_FN = "def model_fn(model_dir):\n    raise RuntimeError('weights are corrupt: refusing to serve')\n"
+
+
+@dataclass
+class Aws:
+    url: str
+    s3: Any
+    sagemaker: Any
+    runtime: Any
+    cloudwatch: Any
+
+    def local_view(self, endpoint: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_localmaker/endpoints/{endpoint}", timeout=10) as answer:
+            return dict(json.load(answer))
+
+    def instances(self, endpoint: str) -> list[dict[str, Any]]:
+        return [i for v in self.local_view(endpoint)["Variants"] for i in v["Instances"]]
+
+    def embed(self, endpoint: str, texts: list[str]) -> np.ndarray:
+        answer = self.runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json",
+                                              Body=json.dumps({"inputs": texts}))
+        return np.asarray(json.loads(answer["Body"].read())["embeddings"])
+
+    def wait_in_service(self, endpoint: str) -> dict[str, Any]:
+        self.sagemaker.get_waiter("endpoint_in_service").wait(
+            EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 180})
+        return dict(self.sagemaker.describe_endpoint(EndpointName=endpoint))
+
+    def wait_status_leaves(self, endpoint: str, status: str, timeout_s: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            described = self.sagemaker.describe_endpoint(EndpointName=endpoint)
+            if described["EndpointStatus"] != status:
+                return dict(described)
+            assert time.monotonic() < deadline, f"{endpoint} stayed {status}"
+            time.sleep(0.25)
+
+    def model(self, name: str, data_url: str, env: dict[str, str] | None = None) -> None:
+        environment = {"SAGEMAKER_PROGRAM": "inference.py", **(env or {})}
+        self.sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": IMAGE, "ModelDataUrl": data_url, "Environment": environment})
+
+    def config(self, name: str, model: str, count: int = 1) -> None:
+        self.sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": count,
+            "InstanceType": "ml.m5.large"}])
+
+
+@pytest.fixture(scope="module")
+def aws(localmaker_home: Path, tiny_qwen3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aws]:
+    with running_up() as (process, url), mock.patch.dict(os.environ, aws_env(url), clear=True):
+        clients = Aws(url, boto3.client("s3"), boto3.client("sagemaker"), boto3.client("sagemaker-runtime"),
+                      boto3.client("cloudwatch"))
+        folder = tmp_path_factory.mktemp("artifacts")
+        clients.s3.create_bucket(Bucket="models")
+        clients.s3.upload_file(str(pack(tiny_qwen3_dir, folder / "model.tar.gz")), "models", "qwen/model.tar.gz")
+        clients.s3.upload_fileobj(io.BytesIO(_broken_artifact()), "models", "broken/model.tar.gz")
+        clients.model("qwen", "s3://models/qwen/model.tar.gz")
+        clients.model("qwen-mean", "s3://models/qwen/model.tar.gz", {"LOCALMAKER_POOLING": "mean"})
+        clients.model("broken", "s3://models/broken/model.tar.gz")
+        yield clients
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _broken_artifact() -> bytes:
+    """A model.tar.gz whose model_fn raises: the update that ships it must roll back."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        script = BROKEN_MODEL_FN.encode()
+        info = tarfile.TarInfo("code/inference.py")
+        info.size = len(script)
+        tar.addfile(info, io.BytesIO(script))
+    return buffer.getvalue()
+
+
+class Traffic:
+    """Invokes an endpoint without pause from a thread, recording every failure."""
+
+    def __init__(self, aws: Aws, endpoint: str) -> None:
+        self._aws, self._endpoint = aws, endpoint
+        self.answered = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._aws.embed(self._endpoint, ["traffic during the change"])
+                self.answered += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is the test's finding
+                self.failures.append(repr(exc))
+
+
+def _gone(pids: list[int], timeout_s: float = 20) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(group_members(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(group_members(p) for p in pids)
+
+
+def test_update_endpoint_is_blue_green_and_a_failed_update_rolls_back(aws: Aws) -> None:
+    aws.config("blue", "qwen")
+    aws.config("green", "qwen-mean")
+    aws.config("doomed", "broken")
+    aws.sagemaker.create_endpoint(EndpointName="bg", EndpointConfigName="blue")
+    aws.wait_in_service("bg")
+    before = aws.embed("bg", ["a query", "a document"])
+    blue_pids = [i["Pid"] for i in aws.instances("bg")]
+
+    with Traffic(aws, "bg") as traffic:
+        arn = aws.sagemaker.update_endpoint(EndpointName="bg", EndpointConfigName="green")["EndpointArn"]
+        assert arn.endswith(":endpoint/bg")
+        assert aws.sagemaker.describe_endpoint(EndpointName="bg")["EndpointStatus"] == "Updating"
+        described = aws.wait_status_leaves("bg", "Updating")
+    assert traffic.failures == [] and traffic.answered > 0
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == "green"
+    assert "FailureReason" not in described
+    after = aws.embed("bg", ["a query", "a document"])
+    assert not np.allclose(before, after, atol=1e-4), "the green fleet (mean pooling) is not the one answering"
+    assert _gone(blue_pids), "the blue instances were not stopped after the swap"
+    green_pids = [i["Pid"] for i in aws.instances("bg")]
+
+    with Traffic(aws, "bg") as traffic:
+        aws.sagemaker.update_endpoint(EndpointName="bg", EndpointConfigName="doomed")
+        with pytest.raises(ClientError, match="in-progress endpoint"):
+            aws.sagemaker.update_endpoint(EndpointName="bg", EndpointConfigName="blue")
+        rolled_back = aws.wait_status_leaves("bg", "Updating")
+    assert traffic.failures == [] and traffic.answered > 0
+    assert rolled_back["EndpointStatus"] == "InService" and rolled_back["EndpointConfigName"] == "green"
+    assert "rolled back" in rolled_back["FailureReason"] and "weights are corrupt" in rolled_back["FailureReason"]
+    assert [i["Pid"] for i in aws.instances("bg")] == green_pids
+    np.testing.assert_allclose(aws.embed("bg", ["a query", "a document"]), after, atol=1e-6)
+
+    with pytest.raises(ClientError, match="Could not find"):
+        aws.sagemaker.update_endpoint(EndpointName="bg", EndpointConfigName="no-such-config")
+    aws.sagemaker.delete_endpoint(EndpointName="bg")
+    assert _gone(green_pids)
+    for config in ("blue", "green", "doomed"):
+        aws.sagemaker.delete_endpoint_config(EndpointConfigName=config)
+    with pytest.raises(ClientError):
+        aws.sagemaker.describe_endpoint_config(EndpointConfigName="blue")
+
+
+def test_capacity_changes_live_and_a_killed_instance_is_healed(aws: Aws) -> None:
+    aws.config("one", "qwen")
+    aws.sagemaker.create_endpoint(EndpointName="elastic", EndpointConfigName="one")
+    aws.sagemaker.create_endpoint(EndpointName="neighbour", EndpointConfigName="one")
+    with pytest.raises(ClientError, match="Creating"):
+        aws.embed("elastic", ["too early"])
+    aws.wait_in_service("elastic")
+    aws.wait_in_service("neighbour")
+    assert {i["Url"] for i in aws.instances("elastic")}.isdisjoint(i["Url"] for i in aws.instances("neighbour"))
+
+    aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[
+        {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}])
+    described = aws.wait_status_leaves("elastic", "Updating")
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    pair = aws.instances("elastic")
+    assert len({i["Pid"] for i in pair}) == 2
+
+    victim = pair[0]["Pid"]
+    os.killpg(victim, signal.SIGKILL)  # the whole instance, master and workers, as a lost host
+    with Traffic(aws, "elastic") as traffic:
+        deadline = time.monotonic() + 120
+        while {i["Pid"] for i in aws.instances("elastic")} - {p["Pid"] for p in pair} == set():
+            assert time.monotonic() < deadline, "the dead instance was never replaced"
+            time.sleep(0.25)
+        time.sleep(0.5)
+    assert traffic.failures == [] and traffic.answered > 0
+    healed = aws.sagemaker.describe_endpoint(EndpointName="elastic")
+    assert healed["EndpointStatus"] == "InService"
+    assert healed["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    assert victim not in {i["Pid"] for i in aws.instances("elastic")}
+    assert aws.embed("neighbour", ["the other endpoint never noticed"]).shape[0] == 1
+
+    survivors = [i["Pid"] for i in aws.instances("elastic")]
+    aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[
+        {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])
+    described = aws.wait_status_leaves("elastic", "Updating")
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    assert _gone(survivors[1:])
+    with pytest.raises(ClientError, match="at least 1"):
+        aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[
+            {"VariantName": "AllTraffic", "DesiredInstanceCount": 0}])
+    with pytest.raises(ClientError, match="Nope"):
+        aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[
+            {"VariantName": "Nope", "DesiredInstanceCount": 2}])
+    for name in ("elastic", "neighbour"):
+        aws.sagemaker.delete_endpoint(EndpointName=name)
+    aws.sagemaker.delete_endpoint_config(EndpointConfigName="one")
+
+
+def test_invocation_metrics_and_the_payload_limit(aws: Aws) -> None:
+    aws.config("metered", "qwen")
+    aws.sagemaker.create_endpoint(EndpointName="metered", EndpointConfigName="metered")
+    aws.wait_in_service("metered")
+    started = datetime.now(timezone.utc) - timedelta(minutes=1)
+    for _ in range(3):
+        aws.embed("metered", ["counted"])
+    with pytest.raises(ClientError) as bad:
+        aws.runtime.invoke_endpoint(EndpointName="metered", ContentType="application/json", Body=b"{not json")
+    assert bad.value.response["Error"]["Code"] == "ModelError"
+    with pytest.raises(ClientError) as too_big:
+        aws.runtime.invoke_endpoint(EndpointName="metered", ContentType="application/json",
+                                    Body=b"[" + b" " * (6 * 1024 * 1024) + b"]")
+    assert too_big.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert "6291456 bytes" in str(too_big.value)
+    assert aws.embed("metered", ["still serving"]).shape[0] == 1
+
+    dimensions = [{"Name": "EndpointName", "Value": "metered"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+
+    def total(metric: str, statistic: str = "Sum") -> float:
+        points = aws.cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker", MetricName=metric, Dimensions=dimensions, StartTime=started,
+            EndTime=datetime.now(timezone.utc) + timedelta(minutes=1), Period=3600, Statistics=[statistic])
+        return float(sum(p[statistic] for p in points["Datapoints"]))
+
+    deadline = time.monotonic() + 15
+    while total("Invocations") < 5 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert total("Invocations") == 5  # the refused 6 MB request never reached the model
+    assert total("Invocation4XXErrors") == 1
+    assert total("Invocation5XXErrors") == 0
+    assert total("ModelLatency", "SampleCount") == 5
+    assert total("ModelLatency", "Minimum") > 0
+    assert total("OverheadLatency", "SampleCount") == 5
+    listed = aws.cloudwatch.list_metrics(Namespace="AWS/SageMaker", Dimensions=dimensions[:1])["Metrics"]
+    assert {"Invocations", "ModelLatency", "OverheadLatency", "Invocation4XXErrors",
+            "Invocation5XXErrors"} <= {m["MetricName"] for m in listed}
+    aws.sagemaker.delete_endpoint(EndpointName="metered")
+    aws.sagemaker.delete_endpoint_config(EndpointConfigName="metered")
+    aws.sagemaker.delete_model(ModelName="broken")
+    with pytest.raises(ClientError):
+        aws.sagemaker.describe_model(ModelName="broken")
