@@ -349,7 +349,7 @@ class EndpointRuntime:
         if endpoint.status is EndpointStatus.DELETING:
             return
         # Stop first: once a caller can see Failed, no process of the endpoint is left.
-        self._stop(endpoint.processes())
+        self._retire(endpoint, endpoint.instances())
         self._release_logs(endpoint)
         with endpoint.lock:
             endpoint.failure_reason = reason[:1024]  # the size SageMaker allows for FailureReason
@@ -364,6 +364,8 @@ class EndpointRuntime:
     def _retire(self, endpoint: LocalEndpoint, instances: list[ServingInstance]) -> None:
         """Stop instances and ship the rest of their logs; the endpoint lives on without them."""
         self._stop([i.process for i in instances])
+        with endpoint.lock:
+            endpoint.retired.extend(instances)
         if self._logs is not None:
             for instance in instances:
                 self._logs.release(ENDPOINT_GROUP.format(name=endpoint.name), instance.process.instance_id)

@@ -11,11 +11,14 @@ import enum
 import itertools
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localmaker.deploy.instance_process import InstanceProcess
+
+RETIRED_KEPT = 64
 
 
 class EndpointStatus(str, enum.Enum):
@@ -90,6 +93,8 @@ class LocalEndpoint:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Create, update, scale and heal change the fleet one at a time.
     operation: threading.Lock = field(default_factory=threading.Lock)
+    # Stopped instances, newest last, so their pids and logs can still be found after a failure.
+    retired: deque[ServingInstance] = field(default_factory=lambda: deque(maxlen=RETIRED_KEPT))
     _instance_numbers: Any = field(default_factory=itertools.count)
 
     def next_instance_id(self, variant_name: str) -> str:
@@ -122,9 +127,13 @@ class LocalEndpoint:
         with self.lock:
             instance.in_rotation = False
 
-    def processes(self) -> list[InstanceProcess]:
+    def instances(self) -> list[ServingInstance]:
+        """Every instance started and not yet retired, serving or staged."""
         with self.lock:
-            return [i.process for v in (*self.variants, *self.staged) for i in v.instances]
+            return [i for v in (*self.variants, *self.staged) for i in v.instances]
+
+    def processes(self) -> list[InstanceProcess]:
+        return [i.process for i in self.instances()]
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
@@ -134,6 +143,7 @@ class LocalEndpoint:
                 "EndpointConfigName": self.config_name,
                 "FailureReason": self.failure_reason,
                 "Variants": [_describe_variant(v) for v in self.variants],
+                "RetiredInstances": [_describe_instance(i) for i in self.retired],
             }
 
     def production_variants(self) -> list[dict[str, Any]]:
@@ -150,9 +160,10 @@ def _describe_variant(variant: Variant) -> dict[str, Any]:
     return {
         "VariantName": variant.spec.variant_name,
         "InstanceType": variant.spec.instance_type,
-        "Instances": [
-            {"InstanceId": i.process.instance_id, "Url": i.process.url, "Device": i.device, "Pid": i.process.pid,
-             "LogFile": str(i.process.log_file)}
-            for i in variant.in_rotation()
-        ],
+        "Instances": [{**_describe_instance(i), "Device": i.device} for i in variant.in_rotation()],
     }
+
+
+def _describe_instance(instance: ServingInstance) -> dict[str, Any]:
+    process = instance.process
+    return {"InstanceId": process.instance_id, "Url": process.url, "Pid": process.pid, "LogFile": str(process.log_file)}

@@ -1,5 +1,5 @@
-"""Estimator: the SDK's training-side object. ``fit()`` runs a local training job; ``deploy()`` serves
-the result, or a finished ``model_data`` when training is skipped."""
+"""Estimator: the SDK's training-side object. ``fit()`` runs a training job, locally or (``target="aws"``)
+in SageMaker; ``deploy()`` serves the result, or a finished ``model_data`` when training is skipped."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from localmaker.deploy.cloud_training import follow_in_aws
 from localmaker.deploy.deserializers import BaseDeserializer
 from localmaker.deploy.images import training_image
 from localmaker.deploy.instance_types import lookup
@@ -30,7 +31,8 @@ from localmaker.errors import ConfigurationError
 
 
 class Estimator:
-    """Runs ``entry_point`` as a SageMaker training job on the local control plane.
+    """Runs ``entry_point`` as a SageMaker training job on the local control plane, or in SageMaker itself
+    with a ``target="aws"`` session (the PyTorch training DLC, channels from S3).
 
     Created with ``model_data``, it skips training the way attaching a finished training job does.
     """
@@ -68,10 +70,15 @@ class Estimator:
         follow it to the end; a Failed job raises TrainingError with its FailureReason."""
         session = self.sagemaker_session
         channels = channels_from(inputs)
+        local_channels = sorted(name for name, uri in channels.items() if uri.startswith("file://"))
+        if local_channels and not session.is_local:
+            raise ConfigurationError(f"channel(s) {', '.join(local_channels)} are file:// paths, which exist only on "
+                                     "this machine; SageMaker reads s3:// prefixes: upload the data first "
+                                     "(aws s3 sync DIR s3://bucket/prefix) and pass that")
         job_name = check_resource_name(job_name or self._job_name(), "job_name")
         source_url = upload_source(session, job_name, self.entry_point, self.source_dir)
         output_path = self.output_path or f"s3://{session.default_bucket()}/"
-        self._ensure_bucket(output_path)
+        session.ensure_bucket(output_path.removeprefix("s3://").split("/", 1)[0])
         session.sagemaker_client.create_training_job(
             TrainingJobName=job_name,
             AlgorithmSpecification={"TrainingImage": training_image(session.region_name, lookup(self.instance_type)),
@@ -95,7 +102,9 @@ class Estimator:
     def wait(self, logs: bool = True) -> None:
         if self.latest_training_job is None:
             raise ConfigurationError("no training job to wait for: call fit() first")
-        description = follow(self.sagemaker_session, self.latest_training_job, logs=logs)
+        session = self.sagemaker_session
+        follower = follow if session.is_local else follow_in_aws
+        description = follower(session, self.latest_training_job, logs=logs)
         self.model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
 
     def create_model(self) -> Model:
@@ -135,11 +144,3 @@ class Estimator:
 
     def _job_name(self) -> str:
         return f"{self.base_job_name}-{time.strftime('%Y-%m-%d-%H-%M-%S')}-{int(time.time() * 1000) % 1000:03d}"
-
-    def _ensure_bucket(self, output_path: str) -> None:
-        bucket = output_path.removeprefix("s3://").split("/", 1)[0]
-        client = self.sagemaker_session.s3_client
-        try:
-            client.head_bucket(Bucket=bucket)
-        except Exception:  # noqa: BLE001 - a missing bucket is created, as a first run in a fresh account needs
-            client.create_bucket(Bucket=bucket)

@@ -1,22 +1,33 @@
-"""Which container images localmaker can stand in for.
+"""Which container images a deployment names, and which of them localmaker can stand in for.
 
 It simulates SageMaker's PyTorch and Hugging Face inference containers. A bring-your-own image holds
-code localmaker cannot run without Docker, so such an endpoint fails with a reason that says so.
+code localmaker cannot run without Docker, so such an endpoint fails with a reason that says so. The
+URIs themselves are the real DLCs (``image_uris``), so the same request deploys on real SageMaker.
 """
 
 from __future__ import annotations
 
+from localmaker.deploy.image_uris import (
+    DEFAULT_PYTORCH_VERSION,
+    huggingface_inference_uri,
+    pytorch_inference_uri,
+    pytorch_training_uri,
+)
 from localmaker.deploy.instance_types import InstanceType
 
-_DLC_ACCOUNT = "763104351884"
 _FRAMEWORK_REPOSITORIES = ("pytorch-inference", "huggingface-pytorch-inference", "pytorch-training",
                            "huggingface-pytorch-training", "localmaker")
 
 
-def default_image(region: str, instance_type: InstanceType) -> str:
-    """The PyTorch inference DLC the SageMaker SDK would pick for this instance type."""
-    flavour = "gpu-py311-cu121" if instance_type.has_gpu else "cpu-py311"
-    return f"{_DLC_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/pytorch-inference:2.3.0-{flavour}"
+def default_image(region: str, instance_type: InstanceType, framework_version: str | None = None,
+                  py_version: str | None = None, transformers_version: str | None = None) -> str:
+    """The inference DLC the SageMaker SDK would pick: Hugging Face when ``transformers_version`` is
+    given (``framework_version`` is then its PyTorch), else PyTorch; GPU or CPU by instance type."""
+    if transformers_version is not None:
+        return huggingface_inference_uri(region, transformers_version, framework_version, py_version,
+                                         gpu=instance_type.has_gpu)
+    return pytorch_inference_uri(region, framework_version or DEFAULT_PYTORCH_VERSION, py_version,
+                                 gpu=instance_type.has_gpu)
 
 
 def unsupported_image_reason(image: str) -> str | None:
@@ -33,5 +44,4 @@ def unsupported_image_reason(image: str) -> str | None:
 
 def training_image(region: str, instance_type: InstanceType) -> str:
     """The PyTorch training DLC the SageMaker SDK would pick for this instance type."""
-    flavour = "gpu-py311-cu121" if instance_type.has_gpu else "cpu-py311"
-    return f"{_DLC_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/pytorch-training:2.3.0-{flavour}"
+    return pytorch_training_uri(region, DEFAULT_PYTORCH_VERSION, gpu=instance_type.has_gpu)

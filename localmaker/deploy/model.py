@@ -1,4 +1,4 @@
-"""Model and its deploy(): the SageMaker SDK's flow, against the local control plane."""
+"""Model and its deploy(): the SageMaker SDK's flow, against the local control plane or real SageMaker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from localmaker.deploy.deserializers import BaseDeserializer
 from localmaker.deploy.images import default_image
-from localmaker.deploy.instance_types import lookup
+from localmaker.deploy.instance_types import CATALOGUE, InstanceType, lookup
 from localmaker.deploy.model_data import locate, stage
 from localmaker.deploy.placement import local_gpu_count
 from localmaker.deploy.predictor import FakePredictor
@@ -20,6 +20,8 @@ from localmaker.deploy.validation import check_instance_count, check_resource_na
 from localmaker.errors import ConfigurationError
 
 DEFAULT_PROGRAM = "inference.py"
+# Where the SDK points SAGEMAKER_SUBMIT_DIRECTORY for a repacked artifact: the code travels inside it.
+REPACKED_CODE_DIR = "/opt/ml/model/code"
 
 
 class Model:
@@ -28,12 +30,18 @@ class Model:
     ``model_data`` is a named source ("minilm", "tiny-qwen3"), a model directory, a Hugging Face hub
     id found in the local cache, or a model.tar.gz (path, file:// or s3://). ``entry_point`` and
     ``source_dir`` put the user's own inference script into the artifact's ``code/``, as the SDK does.
+
+    The image is the PyTorch inference DLC for the session's region (``framework_version``, default
+    ``image_uris.DEFAULT_PYTORCH_VERSION``), or the Hugging Face one when ``transformers_version`` is
+    given; ``image_uri`` names any other.
     """
 
     def __init__(self, model_data: str | Path, role: str | None = None, entry_point: str | None = None,
                  source_dir: str | Path | None = None, env: dict[str, str] | None = None,
                  name: str | None = None, image_uri: str | None = None,
-                 sagemaker_session: Session | None = None, corpus: str | Path | None = None) -> None:
+                 sagemaker_session: Session | None = None, corpus: str | Path | None = None,
+                 framework_version: str | None = None, py_version: str | None = None,
+                 transformers_version: str | None = None) -> None:
         self.role = check_role(role)
         self.entry_point = entry_point
         self.source_dir = Path(source_dir) if source_dir is not None else None
@@ -51,6 +59,10 @@ class Model:
         self.env = dict(env or {})
         self.image_uri = image_uri
         self.sagemaker_session = sagemaker_session or Session()
+        self._image_versions = {"framework_version": framework_version, "py_version": py_version,
+                                "transformers_version": transformers_version}
+        if image_uri is None:  # an unknown region or version fails now, not after the upload
+            self._image(CATALOGUE["ml.m5.large"])
         self._data = locate(model_data, self.sagemaker_session)
         self.name = check_resource_name(name, "name") if name else None
         self.endpoint_name: str | None = None
@@ -59,7 +71,11 @@ class Model:
                serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
                endpoint_name: str | None = None, wait: bool = True,
                container_startup_health_check_timeout: int | None = None, **_: Any) -> FakePredictor:
-        """Simulate provisioning: create the SageMaker resources, start the instances, wait, predict."""
+        """Create the model, endpoint config and endpoint, wait for InService, and return a predictor.
+
+        Locally that simulates provisioning with instance processes on this machine; with a
+        ``target="aws"`` session it creates a real, billed SageMaker endpoint.
+        """
         if instance_type is None:
             raise ConfigurationError("instance_type is required, e.g. 'ml.m5.xlarge' or 'ml.g5.xlarge'")
         itype = lookup(instance_type)
@@ -67,7 +83,12 @@ class Model:
         endpoint_name = check_resource_name(endpoint_name or self._unique_name())
         model_name = self.name or endpoint_name
         session = self.sagemaker_session
-        if itype.has_gpu and local_gpu_count() == 0:
+        image = self._image(itype)
+        if not session.is_local:
+            print(f"[localmaker] Creating a REAL SageMaker endpoint '{endpoint_name}' in {session.region_name} on "
+                  f"{count} x {itype.describe()}. AWS bills it per instance-hour until you delete it "
+                  "(predictor.delete_endpoint()).", flush=True)
+        elif itype.has_gpu and local_gpu_count() == 0:
             warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: "
                           "the endpoint runs on the CPU (slower; same results)", stacklevel=2)
 
@@ -75,14 +96,15 @@ class Model:
                          source_dir=self.source_dir, corpus=self.corpus)
         environment = {
             "SAGEMAKER_PROGRAM": Path(self.entry_point or DEFAULT_PROGRAM).name,
-            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "SAGEMAKER_SUBMIT_DIRECTORY": REPACKED_CODE_DIR,
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
             "SAGEMAKER_REGION": session.region_name,
             **self.env,
         }
         client = session.sagemaker_client
         client.create_model(
             ModelName=model_name, ExecutionRoleArn=self.role,
-            PrimaryContainer={"Image": self.image_uri or default_image(session.region_name, itype),
+            PrimaryContainer={"Image": image,
                               "ModelDataUrl": artifact, "Environment": environment},
         )
         variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": count,
@@ -103,16 +125,27 @@ class Model:
         session = self.sagemaker_session
         # A Failed endpoint stays described, as in SageMaker; its processes are already stopped.
         ticker = _StatusTicker()
+        # Beyond the health check, AWS needs minutes to place instances and pull the image.
+        margin = 60 if session.is_local else 1200
         try:
-            session.wait_for_endpoint(endpoint_name, timeout_s=(timeout_s or 900) + 60, progress=ticker)
+            session.wait_for_endpoint(endpoint_name, timeout_s=(timeout_s or 900) + margin, progress=ticker)
         finally:
             ticker.finish()
+        if not session.is_local:
+            print(f"[localmaker] Endpoint '{endpoint_name}' is InService in SageMaker ({session.region_name}) on "
+                  f"{count} x {described}; it bills until predictor.delete_endpoint().", flush=True)
+            return
         info = session.local_endpoint(endpoint_name)
         instances = [i for v in info["Variants"] for i in v["Instances"]]
         devices = ", ".join(sorted({i["Device"] for i in instances}))
         print(f"[localmaker] Simulated deployment: endpoint '{endpoint_name}' on {count} x {described}; "
               f"nothing was provisioned in AWS. It runs locally on {devices} at {instances[0]['Url']}"
               + (f" (+{len(instances) - 1} more instance(s))" if len(instances) > 1 else ""), flush=True)
+
+    def _image(self, itype: InstanceType) -> str:
+        if self.image_uri is not None:
+            return self.image_uri
+        return default_image(self.sagemaker_session.region_name, itype, **self._image_versions)
 
     def _unique_name(self) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")

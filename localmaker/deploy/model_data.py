@@ -35,7 +35,10 @@ def locate(model_data: str | Path, session: Session) -> ModelData:
         bucket, key = parse_s3_url(spec)
         try:
             session.s3_client.head_object(Bucket=bucket, Key=key)
-        except ClientError:
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) == "403":
+                raise ConfigurationError(f"model_data {spec!r} cannot be read with this session's credentials "
+                                         "(403): grant s3:GetObject on it, or copy it to your own bucket") from None
             raise ConfigurationError(
                 f"model_data {spec!r} does not exist in S3; upload it first "
                 "(session.upload_file) or pass a local model.tar.gz"
@@ -55,7 +58,7 @@ def locate(model_data: str | Path, session: Session) -> ModelData:
 
 def stage(data: ModelData, session: Session, key_prefix: str, entry_point: str | None = None,
           source_dir: Path | None = None, corpus: Path | None = None) -> str:
-    """Pack or repack as needed, upload to the default bucket, and return the artifact's S3 URL.
+    """Pack or repack as needed, upload to the session's default bucket, and return the artifact's S3 URL.
 
     As the SageMaker SDK does, a given ``source_dir`` replaces the artifact's ``code/`` folder.
     """

@@ -1,4 +1,5 @@
-"""FakePredictor: the SageMaker SDK's Predictor, posting straight to the local instances."""
+"""FakePredictor: the SageMaker SDK's Predictor, posting straight to the local instances, or through
+``sagemaker-runtime`` InvokeEndpoint when the session's target is real AWS."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import io
 import itertools
 import json
 import threading
+import time
 from typing import Any
 
 import urllib3
+from botocore.exceptions import ClientError
 
 from localmaker.deploy.deserializers import BaseDeserializer, BytesDeserializer
 from localmaker.deploy.serializers import BaseSerializer, IdentitySerializer
@@ -19,7 +22,8 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 class FakePredictor:
-    """Calls ``/invocations`` on the endpoint's instances, round-robin, without the runtime hop.
+    """Calls ``/invocations`` on the endpoint's instances, round-robin, without the runtime hop; on a
+    ``target="aws"`` session, which has no instances to reach, calls InvokeEndpoint as the SDK does.
 
     Errors from the container raise :class:`localmaker.ModelError` with the container's status and
     message, the way botocore's ModelError reports them.
@@ -50,6 +54,7 @@ class FakePredictor:
 
     @property
     def instance_urls(self) -> list[str]:
+        self.sagemaker_session.require_local("FakePredictor.instance_urls")
         with self._lock:
             if not self._urls:
                 info = self.sagemaker_session.local_endpoint(self.endpoint_name)
@@ -59,6 +64,9 @@ class FakePredictor:
 
     def _next_url(self) -> str:
         urls = self.instance_urls
+        if not urls:
+            raise ModelError(503, f"endpoint {self.endpoint_name!r} has no instance in service right now",
+                             self.endpoint_name)
         with self._lock:
             return urls[next(self._turn)]
 
@@ -76,13 +84,55 @@ class FakePredictor:
         body = self.serializer.serialize(data)
         if isinstance(body, str):
             body = body.encode("utf-8")
-        answer = self._http.request("POST", f"{self._next_url()}/invocations", body=body, headers=headers,
-                                    timeout=self._timeout_s)
+        if not self.sagemaker_session.is_local:
+            routing = {"TargetModel": target_model, "TargetVariant": target_variant, "InferenceId": inference_id}
+            return self._invoke_endpoint(body, headers, {k: v for k, v in routing.items() if v is not None})
+        answer = self._post_to_an_instance(body, headers)
         if answer.status >= 400:
             raise ModelError(answer.status, _error_message(answer.data), self.endpoint_name)
         self.last_response_headers = dict(answer.headers)
         content_type = answer.headers.get("Content-Type", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer.data), content_type)
+
+    def _post_to_an_instance(self, body: bytes, headers: dict[str, str]) -> Any:
+        """POST to the next instance; when it cannot be reached, ask the control plane again.
+
+        Instances come and go (a blue/green update, a scale-down, an instance healed after a crash), and
+        this predictor remembers their URLs. A refused connection never reached a container, so sending
+        it on to a current instance cannot run the request twice.
+        """
+        for attempt in range(3):
+            try:
+                return self._http.request("POST", f"{self._next_url()}/invocations", body=body, headers=headers,
+                                          timeout=self._timeout_s)
+            except urllib3.exceptions.ConnectTimeoutError:
+                with self._lock:
+                    self._urls = []
+                if attempt < 2:
+                    time.sleep(0.2 * (attempt + 1))  # a replacement may still be joining the rotation
+            except urllib3.exceptions.HTTPError as exc:
+                with self._lock:
+                    self._urls = []
+                raise ModelError(500, f"the instance did not answer: {exc}", self.endpoint_name) from exc
+        raise ModelError(503, "no instance of the endpoint could be reached; it may be updating or healing",
+                         self.endpoint_name)
+
+    def _invoke_endpoint(self, body: bytes, headers: dict[str, str], routing: dict[str, str]) -> Any:
+        request: dict[str, Any] = {"EndpointName": self.endpoint_name, "Body": body,
+                                   "ContentType": headers["Content-Type"], "Accept": headers["Accept"], **routing}
+        if CUSTOM_ATTRIBUTES in headers:
+            request["CustomAttributes"] = headers[CUSTOM_ATTRIBUTES]
+        try:
+            answer = self.sagemaker_session.sagemaker_runtime_client.invoke_endpoint(**request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ModelError":
+                raise
+            raise ModelError(int(exc.response.get("OriginalStatusCode", 500)),
+                             _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")),
+                             self.endpoint_name) from exc
+        self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+        content_type = answer.get("ContentType", "application/octet-stream")
+        return self.deserializer.deserialize(io.BytesIO(answer["Body"].read()), content_type)
 
     def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
         client = self.sagemaker_session.sagemaker_client

@@ -27,7 +27,17 @@ class JSONSerializer(BaseSerializer):
     def serialize(self, data: Any) -> str:
         if isinstance(data, str | bytes):
             return data.decode("utf-8") if isinstance(data, bytes) else data  # already JSON, as the SDK allows
-        return json.dumps(data.tolist() if isinstance(data, np.ndarray) else data)
+        # The SDK turns arrays that are values of a top-level dict into lists too: {"inputs": array} is the usual
+        # request. A default hook covers that and arrays at any depth.
+        return json.dumps(data, default=_numpy_to_json)
+
+
+def _numpy_to_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable: send lists, dicts, numbers, strings or arrays")
 
 
 class NumpySerializer(BaseSerializer):
@@ -51,12 +61,22 @@ class CSVSerializer(BaseSerializer):
     def serialize(self, data: Any) -> str:
         if isinstance(data, str):
             return data
-        rows = np.atleast_2d(np.asarray(data)) if not isinstance(data, list) else data
-        if rows and not isinstance(rows[0], list | tuple | np.ndarray):
-            rows = [rows]
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(rows)
-        return buffer.getvalue().rstrip("\n")
+        if isinstance(data, list):
+            rows = data if not data or isinstance(data[0], list | tuple | np.ndarray) else [data]
+        else:  # an array or a tuple; testing an array's truth, as a list's, raises for more than one element
+            rows = list(np.atleast_2d(np.asarray(data)))
+        return "\n".join(_csv_row(row) for row in rows)
+
+
+def _csv_row(row: Any) -> str:
+    """One row as the SDK writes it: its own writer, the terminator stripped, rows then joined with "\\n".
+
+    The writer quotes only the characters of its own line terminator, so it keeps the default "\\r\\n": with
+    "\\n" alone a field holding a bare "\\r" went out unquoted, and any CSV reader ends the row there.
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(row)
+    return buffer.getvalue()[: -len("\r\n")]
 
 
 class IdentitySerializer(BaseSerializer):

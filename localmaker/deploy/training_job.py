@@ -88,7 +88,7 @@ def follow(session: Session, job_name: str, logs: bool = True, poll_s: float = 0
 
 
 def _log_chunk(session: Session, job_name: str, offset: int) -> tuple[bytes, int]:
-    url = f"{session.endpoint_url}/_localmaker/training-jobs/{job_name}/log?offset={offset}"
+    url = f"{session.require_local('the training log route')}/_localmaker/training-jobs/{job_name}/log?offset={offset}"
     try:
         with urllib.request.urlopen(url, timeout=10) as answer:
             return answer.read(), int(answer.headers.get("X-Log-Next-Offset", offset))

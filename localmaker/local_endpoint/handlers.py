@@ -48,7 +48,12 @@ def load_script(code_dir: Path, program: str) -> ModuleType:
         raise ConfigurationError(f"cannot import {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        # As the import system does: a script that failed half-way must not look imported.
+        sys.modules.pop(module_name, None)
+        raise
     return module
 
 

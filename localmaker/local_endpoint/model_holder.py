@@ -10,6 +10,7 @@ from typing import Any
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import ModelLoadFailed, ModelNotReady
 from localmaker.local_endpoint.handlers import Handlers, load_script
+from localmaker.local_endpoint.requirements_check import RequirementsReport, check_code_dir, explain_import_failure
 from localmaker.local_endpoint.settings import EndpointSettings
 
 logger = logging.getLogger(__name__)
@@ -43,26 +44,43 @@ class ModelHolder:
 
     def load(self) -> None:
         """Import the script and run model_fn; any failure is kept for /ping rather than crashing."""
+        requirements: RequirementsReport | None = None
+        step = f"loading {self._settings.program}"
         try:
-            handlers = Handlers.from_module(load_script(self._settings.code_dir, self._settings.program))
+            requirements = self._check_requirements()
+            module = load_script(self._settings.code_dir, self._settings.program)
+            handlers = Handlers.from_module(module)
+            step = "model_fn"
             context = InvocationContext.for_loading(self._settings.model_dir)
             self.model = handlers.load_model(self._settings.model_dir, context)
             self.handlers = handlers
             self._state = LoadState.READY
             logger.info("model loaded from %s", self._settings.model_dir)
         except BaseException as exc:  # noqa: BLE001 - any failure must reach /ping, not kill the worker
-            self._failure = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ImportError):
+                detail = explain_import_failure(exc, requirements)
+            else:
+                detail = f"{type(exc).__name__}: {exc}"
+            self._failure = f"{step} failed: {detail}"
             self._state = LoadState.FAILED
-            logger.exception("model_fn failed")
+            logger.exception("%s failed", step)
         finally:
             self._ready.set()
+
+    def _check_requirements(self) -> RequirementsReport | None:
+        """Report code/requirements.txt in the log: the container would have installed it, we do not."""
+        report = check_code_dir(self._settings.code_dir)
+        if report is not None:
+            level = logging.WARNING if report.needs_attention else logging.INFO
+            logger.log(level, "%s", report.summary_line())
+        return report
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
     def require_ready(self) -> tuple[Handlers, Any]:
         if self._state is LoadState.FAILED:
-            raise ModelLoadFailed(f"model_fn failed: {self._failure}")
+            raise ModelLoadFailed(self._failure)
         if self._state is not LoadState.READY or self.handlers is None:
             raise ModelNotReady("the model is still loading; retry once GET /ping answers 200")
         return self.handlers, self.model

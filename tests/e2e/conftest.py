@@ -37,7 +37,7 @@ def artifact_member(session: Session, url: str, member: str) -> bytes:
 
 def instance_pids(session: Session, endpoint_name: str) -> list[int]:
     info = session.local_endpoint(endpoint_name)
-    return [i["Pid"] for v in info["Variants"] for i in v["Instances"]]
+    return [i["Pid"] for v in info["Variants"] for i in v["Instances"]] + [i["Pid"] for i in info["RetiredInstances"]]
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,10 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from localmaker.deploy import FakePredictor, Session
+from localmaker.deserializers import JSONDeserializer
 from localmaker.model.artifact import pack
+from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE, aws_env, running_up
 from tests.process_probe import group_members
 
@@ -200,6 +203,10 @@ def test_capacity_changes_live_and_a_killed_instance_is_healed(aws: Aws) -> None
     pair = aws.instances("elastic")
     assert len({i["Pid"] for i in pair}) == 2
 
+    attached = Session(endpoint_url=aws.url)
+    predictor = FakePredictor("elastic", attached, serializer=JSONSerializer(), deserializer=JSONDeserializer())
+    assert len(predictor.instance_urls) == 2  # it remembers both instances, one of which is about to die
+
     victim = pair[0]["Pid"]
     os.killpg(victim, signal.SIGKILL)  # the whole instance, master and workers, as a lost host
     with Traffic(aws, "elastic") as traffic:
@@ -214,6 +221,9 @@ def test_capacity_changes_live_and_a_killed_instance_is_healed(aws: Aws) -> None
     assert healed["ProductionVariants"][0]["CurrentInstanceCount"] == 2
     assert victim not in {i["Pid"] for i in aws.instances("elastic")}
     assert aws.embed("neighbour", ["the other endpoint never noticed"]).shape[0] == 1
+    for _ in range(4):  # the dead instance's URL is refused, and the predictor asks where the live ones are
+        assert len(predictor.predict({"inputs": ["still answered"]})["embeddings"]) == 1
+    assert set(predictor.instance_urls) == {i["Url"] for i in aws.instances("elastic")}
 
     survivors = [i["Pid"] for i in aws.instances("elastic")]
     aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[

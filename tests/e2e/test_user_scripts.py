@@ -73,7 +73,8 @@ def test_model_fn_failure_marks_the_endpoint_failed_with_its_message(session, tm
     assert described["EndpointStatus"] == "Failed"
     assert "RuntimeError: cannot find tokenizer.json in the artifact" in described["FailureReason"]
     info = session.local_endpoint("broken-model")
-    groups = [i["Pid"] for v in info["Variants"] for i in v["Instances"]]
+    assert not [i for v in info["Variants"] for i in v["Instances"]], "a Failed endpoint routes to nothing"
+    groups = [i["Pid"] for i in info["RetiredInstances"]]
     assert groups and not any(group_members(g) for g in groups), "a Failed endpoint keeps no process"
     session.sagemaker_client.delete_endpoint(EndpointName="broken-model")
 
