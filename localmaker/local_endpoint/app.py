@@ -8,6 +8,7 @@ import threading
 
 from flask import Flask, Response, request
 
+from localmaker.contract.openapi_document import openapi_document
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import (
     BadRequest,
@@ -34,6 +35,8 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True) -
     # One forward pass at a time per process: torch already uses every core, and the handlers of
     # user scripts are rarely thread-safe.
     model_lock = threading.Lock()
+    # The document is fixed for the process, and serving it must not depend on the model (nor load code).
+    openapi_json = json.dumps(openapi_document())
 
     @app.get("/ping")
     def ping() -> Response:
@@ -65,6 +68,11 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True) -
         if context.response_custom_attributes:
             response.headers[CUSTOM_ATTRIBUTES] = context.response_custom_attributes
         return response
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        """localmaker's addition, not SageMaker's: the container API, for tools and contract tests."""
+        return Response(openapi_json, status=200, content_type=JSON)
 
     @app.errorhandler(Exception)
     def handle_error(exc: Exception) -> Response:

@@ -1,0 +1,138 @@
+"""`localmaker up` and its clients: endpoints, invoke, logs and delete against a running control plane."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from localmaker.cli.sessions import attached_session
+from localmaker.errors import ConfigurationError
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from localmaker.deploy.control_plane import ControlPlane
+    from localmaker.model.sources import localmaker_home
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"[localmaker] warning: binding {args.host} exposes the control plane, and every endpoint's "
+              "code, to other machines; use 127.0.0.1 unless you mean it", file=sys.stderr)
+    work_root = localmaker_home() / "runs" / time.strftime("up-%Y%m%d-%H%M%S")
+    control_plane = ControlPlane(host=args.host, port=args.port, work_root=work_root)
+    print(f"[localmaker] control plane listening on {control_plane.url} (Ctrl-C or SIGTERM stops it and "
+          f"every instance and training job it started); logs under {work_root}\n"
+          f"export AWS_ENDPOINT_URL={control_plane.url}\n"
+          "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+          flush=True)
+    control_plane.serve_until_signalled()
+    print("[localmaker] stopped; every process it started has been reaped", flush=True)
+    return 0
+
+
+def run_endpoints(args: argparse.Namespace) -> int:
+    session = attached_session(args)
+    endpoints = session.sagemaker_client.list_endpoints()["Endpoints"]
+    if not endpoints:
+        print("no endpoints")
+    for summary in endpoints:
+        name = summary["EndpointName"]
+        try:
+            local = session.local_endpoint(name)
+            urls = ", ".join(f"{i['Url']} ({i['Device']})" for v in local["Variants"] for i in v["Instances"])
+        except OSError:
+            urls = "-"
+        print(f"{name}\t{summary['EndpointStatus']}\t{urls}")
+    return 0
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    body = Path(args.body[1:]).read_bytes() if args.body.startswith("@") else args.body.encode("utf-8")
+    session = attached_session(args)
+    answer = session.sagemaker_runtime_client.invoke_endpoint(
+        EndpointName=args.name, Body=body, ContentType=args.content_type, Accept=args.accept)
+    payload = answer["Body"].read()
+    if args.output:
+        Path(args.output).write_bytes(payload)
+        print(f"wrote {len(payload)} bytes of {answer['ContentType']} to {args.output}")
+    elif answer["ContentType"].startswith(("application/json", "text/")):
+        print(payload.decode("utf-8"))
+    else:
+        raise ConfigurationError(f"the answer is {answer['ContentType']} ({len(payload)} bytes); "
+                                 "save it with -o FILE")
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    """An endpoint's container logs, or a training job's, from CloudWatch Logs; ``-f`` keeps following."""
+    from localmaker.deploy.log_shipper import ENDPOINT_GROUP, TRAINING_GROUP
+
+    session = attached_session(args)
+    logs = session.boto_session.client("logs", endpoint_url=session.endpoint_url)
+    group, prefix = ENDPOINT_GROUP.format(name=args.name), ""
+    try:
+        logs.describe_log_streams(logGroupName=group)
+    except logs.exceptions.ResourceNotFoundException:
+        group, prefix = TRAINING_GROUP, f"{args.name}/"
+    seen: dict[str, str | None] = {}
+    while True:
+        query = {"logGroupName": group, **({"logStreamNamePrefix": prefix} if prefix else {})}
+        try:
+            streams = logs.describe_log_streams(**query)["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            streams = []
+        if not streams and not seen:
+            raise ConfigurationError(f"no logs for {args.name!r}: it is neither an endpoint nor a training job "
+                                     "that has written any")
+        for stream in streams:
+            name = stream["logStreamName"]
+            request = {"logGroupName": group, "logStreamName": name, "startFromHead": True}
+            if seen.get(name):
+                request["nextToken"] = seen[name]
+            answer = logs.get_log_events(**request)
+            for event in answer["events"]:
+                print(f"[{name}] {event['message']}", flush=True)
+            seen[name] = answer["nextForwardToken"]
+        if not args.follow:
+            return 0
+        time.sleep(1.0)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    client = attached_session(args).sagemaker_client
+    config = client.describe_endpoint(EndpointName=args.name)["EndpointConfigName"]
+    client.delete_endpoint(EndpointName=args.name)
+    client.delete_endpoint_config(EndpointConfigName=config)
+    print(f"deleted endpoint {args.name} and its config {config}; its instances are stopped")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = commands.add_parser("up", help="run the control plane standalone, for boto3 and SageMaker SDK scripts")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=4599)
+    up.set_defaults(run=run_up)
+
+    endpoints = commands.add_parser("endpoints", help="list the endpoints of a running `localmaker up`")
+    endpoints.add_argument("--endpoint-url")
+    endpoints.set_defaults(run=run_endpoints)
+
+    invoke = commands.add_parser("invoke", help="call an endpoint through the control plane (InvokeEndpoint)")
+    invoke.add_argument("name")
+    invoke.add_argument("--body", required=True, help="the request body, or @FILE")
+    invoke.add_argument("--content-type", default="application/json")
+    invoke.add_argument("--accept", default="application/json")
+    invoke.add_argument("-o", "--output", help="write the answer's body here (needed for binary answers)")
+    invoke.add_argument("--endpoint-url")
+    invoke.set_defaults(run=run_invoke)
+
+    logs = commands.add_parser("logs", help="an endpoint's or training job's logs from CloudWatch Logs")
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("--endpoint-url")
+    logs.set_defaults(run=run_logs)
+
+    delete = commands.add_parser("delete", help="delete an endpoint (and its config), stopping its instances")
+    delete.add_argument("name")
+    delete.add_argument("--endpoint-url")
+    delete.set_defaults(run=run_delete)

@@ -1,0 +1,27 @@
+"""How commands reach a control plane: the role they deploy as, and attaching to `localmaker up`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from localmaker.errors import ConfigurationError
+
+# Any well-formed role ARN passes the control plane's checks; nothing is assumed in AWS.
+DEMO_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+
+
+def control_plane_url(args: argparse.Namespace) -> str | None:
+    """``--endpoint-url``, else ``$AWS_ENDPOINT_URL`` (what `localmaker up` tells the user to export)."""
+    return args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def attached_session(args: argparse.Namespace) -> Any:
+    from localmaker.deploy import Session
+
+    url = control_plane_url(args)
+    if not url:
+        raise ConfigurationError("no control plane to talk to: start `localmaker up` and pass --endpoint-url "
+                                 "or set AWS_ENDPOINT_URL to the address it printed")
+    return Session(endpoint_url=url)

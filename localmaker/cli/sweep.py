@@ -1,0 +1,69 @@
+"""`localmaker sweep`: render guidance x steps for one prompt as a labelled contact sheet."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from localmaker.cli.sessions import DEMO_ROLE, control_plane_url
+from localmaker.errors import ConfigurationError
+
+
+def _number_list(kind: type[float] | type[int]) -> Callable[[str], list[float] | list[int]]:
+    def parse(text: str) -> list[float] | list[int]:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s, "
+                                             "e.g. 5,7.5,9") from None
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return values
+
+    return parse
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from localmaker.deploy import Model, Session
+    from localmaker.deploy.sweep import SweepSettings, contact_sheet, run_sweep, write_table
+
+    settings = SweepSettings(prompt=args.prompt, guidance_scales=args.guidance, step_counts=args.steps,
+                             negative_prompt=args.negative_prompt, size=args.size, seed=args.seed,
+                             scheduler=args.scheduler)
+    if args.endpoint:
+        url = control_plane_url(args)
+        if not url:
+            raise ConfigurationError("--endpoint needs the control plane's URL: pass --endpoint-url or set "
+                                     "AWS_ENDPOINT_URL to the address `localmaker up` printed")
+        session = Session(endpoint_url=url)
+        results = run_sweep(session, args.endpoint, settings)
+    else:
+        with Session() as session:
+            model = Model(model_data=args.model, role=DEMO_ROLE, sagemaker_session=session)
+            with model.deploy(initial_instance_count=1, instance_type=args.instance_type) as predictor:
+                results = run_sweep(session, predictor.endpoint_name, settings)
+    output = Path(args.output)
+    contact_sheet(results, settings).save(output)
+    table = write_table(results, Path(args.table) if args.table else output.with_suffix(".md"))
+    print(f"contact sheet: {output.resolve()}\ntable: {table.resolve()}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sweep = commands.add_parser("sweep", help="render guidance x steps as a labelled contact sheet")
+    target = sweep.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="deploy this Stable Diffusion source for the sweep, then delete it")
+    target.add_argument("--endpoint", help="reuse this running endpoint (see --endpoint-url)")
+    sweep.add_argument("--endpoint-url", help="control plane URL for --endpoint (default: $AWS_ENDPOINT_URL)")
+    sweep.add_argument("--prompt", required=True)
+    sweep.add_argument("--guidance", type=_number_list(float), default=[5.0, 7.5, 9.0], help="e.g. 5,7.5,9")
+    sweep.add_argument("--steps", type=_number_list(int), default=[20, 40, 70], help="e.g. 20,40,70")
+    sweep.add_argument("--negative-prompt")
+    sweep.add_argument("--size", type=int, help="height and width in pixels (default: the model's native size)")
+    sweep.add_argument("--seed", type=int, default=42)
+    sweep.add_argument("--scheduler", help="pndm, ddim, euler, euler_a, dpmpp_2m or lms")
+    sweep.add_argument("--instance-type", default="ml.g5.xlarge")
+    sweep.add_argument("-o", "--output", default="sweep.png")
+    sweep.add_argument("--table", help="seconds per image: .md (default, beside the sheet) or .csv")
+    sweep.set_defaults(run=run_sweep)
