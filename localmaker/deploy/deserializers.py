@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 
 class BaseDeserializer:
@@ -57,7 +58,15 @@ class NumpyDeserializer(BaseDeserializer):
         kind = content_type.split(";", 1)[0].strip()
         data = stream.read()
         if kind == "application/x-npy":
-            return np.asarray(np.load(io.BytesIO(data), allow_pickle=self.allow_pickle))
+            loaded = np.load(io.BytesIO(data), allow_pickle=self.allow_pickle)
+            if isinstance(loaded, NpzFile):  # np.asarray would quietly give the names of its members
+                members = len(loaded.files)
+                loaded.close()
+                raise ValueError(
+                    f"the {kind} response is an .npz archive of {members} array(s), not one .npy array: "
+                    "have the endpoint answer with np.save, or read the bytes with BytesDeserializer and np.load"
+                )
+            return np.asarray(loaded)
         if kind == "application/json":
             return np.array(json.loads(data), dtype=self.dtype)
         if kind == "text/csv":

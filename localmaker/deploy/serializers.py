@@ -61,9 +61,9 @@ class CSVSerializer(BaseSerializer):
     def serialize(self, data: Any) -> str:
         if isinstance(data, str):
             return data
-        if isinstance(data, list):
-            rows = data if not data or isinstance(data[0], list | tuple | np.ndarray) else [data]
-        else:  # an array or a tuple; testing an array's truth, as a list's, raises for more than one element
+        if isinstance(data, list | tuple):  # not through numpy: its str arrays drop trailing NULs
+            rows = list(data) if not data or isinstance(data[0], list | tuple | np.ndarray) else [data]
+        else:  # an array or a scalar; testing an array's truth, as a list's above, raises for more than one element
             rows = list(np.atleast_2d(np.asarray(data)))
         return "\n".join(_csv_row(row) for row in rows)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffusion_schedulers import SCHEDULER_NAMES
-from request_checks import check_keys, is_int, is_number, type_name
+from request_checks import check_keys, check_text, is_int, is_number, type_name
 from serving_errors import InvalidInput
 
 REQUEST_KEYS = ("inputs", "parameters")
@@ -124,7 +124,7 @@ def _prompt(body: dict[str, Any]) -> str:
         raise InvalidInput(f'"inputs" must be a string, got {type_name(value)}: send the prompt as text.')
     if not value.strip():
         raise InvalidInput('"inputs" is an empty prompt: send a non-empty description of the image.')
-    return value
+    return check_text(value, "inputs")
 
 
 def parse_parameters(value: Any) -> DiffusionParameters:
@@ -142,6 +142,8 @@ def parse_parameters(value: Any) -> DiffusionParameters:
             f'"parameters.negative_prompt" must be a string, got {type_name(negative_prompt)}: '
             'send text such as "blurry, low quality", or omit it.'
         )
+    if negative_prompt is not None:
+        check_text(negative_prompt, "parameters.negative_prompt")
     scheduler = value.get("scheduler")
     if scheduler is not None and scheduler not in SCHEDULER_NAMES:
         raise InvalidInput(

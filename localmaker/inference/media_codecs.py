@@ -49,6 +49,11 @@ def decode_json_body(data: bytes | bytearray | memoryview | str, content_type: s
         return json.loads(text)
     except ValueError as exc:
         raise InvalidInput(f"the request body is not valid JSON ({exc}): send a JSON object.") from exc
+    except RecursionError:
+        # json's decoder recurses once per level, so a body such as "[[[[..." is the client's mistake, not a 500.
+        raise InvalidInput(
+            "the request body nests arrays or objects too deeply to decode: send a flatter JSON document."
+        ) from None
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
@@ -86,5 +91,6 @@ def encode_json(payload: Any) -> bytes:
 
 def encode_npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    # Not np.ascontiguousarray: it returns at least 1-D, so a 0-d array would come back with shape (1,).
+    np.save(buffer, np.asarray(array, dtype=np.float32, order="C"), allow_pickle=False)
     return buffer.getvalue()

@@ -21,7 +21,26 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    """A finite JSON number. Only floats go through ``math.isfinite``: it converts an int to float first, and
+    an integer literal of 400 digits, valid JSON, would raise OverflowError there (a 500) instead of failing
+    the range check that compares ints exactly."""
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def check_text(value: str, field: str) -> str:
+    """Refuse a string holding half a surrogate pair, which JSON can escape (``"\\ud800"``) and json.loads keeps.
+
+    It is not Unicode text: tokenizers reject it with a TypeError and UTF-8 cannot encode it, so letting it
+    through turns a bad request into a 500 from the model.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f'"{field}" holds an unpaired surrogate (\\u{ord(value[exc.start]):04x} at character {exc.start}), '
+            "which is not text: send the character itself, or both halves of its UTF-16 surrogate pair."
+        ) from None
+    return value
 
 
 def check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:

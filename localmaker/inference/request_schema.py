@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from request_checks import check_keys, is_int, type_name
+from request_checks import check_keys, check_text, is_int, type_name
 from serving_errors import InvalidInput
 
 DEFAULT_TOP_K = 5
@@ -57,7 +57,7 @@ def _text(value: Any, field: str) -> str:
         raise InvalidInput(f'"{field}" must be a string, got {type_name(value)}: send non-empty text.')
     if not value.strip():
         raise InvalidInput(f'"{field}" is an empty string: send non-empty text.')
-    return value
+    return check_text(value, field)
 
 
 def _text_list(value: Any, field: str, allow_single: bool) -> list[str]:

@@ -7,8 +7,10 @@ arrays, torch tensors and PIL images encoded on the way out.
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -20,20 +22,25 @@ INPUT_TYPES = (JSON, NPY, "text/csv", "text/plain")
 OUTPUT_TYPES = (JSON, NPY, "text/csv")
 
 
+# What a malformed body can raise while being parsed: each is the caller's mistake, so a 400.
+_MALFORMED = (UnicodeDecodeError, ValueError, EOFError, zipfile.BadZipFile, RecursionError, csv.Error)
+
+
 def default_input_fn(input_data: bytes, content_type: str) -> Any:
     kind = base_type(content_type) or JSON
     try:
         if kind == JSON:
             return json.loads(input_data)
         if kind == NPY:
-            return np.load(io.BytesIO(input_data), allow_pickle=False)
+            return _load_npy(input_data)
         if kind == "text/csv":
-            text = input_data.decode("utf-8")
-            return [[_number_or_text(cell) for cell in line.split(",")] for line in text.splitlines() if line]
+            rows = csv.reader(io.StringIO(input_data.decode("utf-8")))
+            return [[_number_or_text(cell) for cell in row] for row in rows if row]
         if kind == "text/plain":
             return input_data.decode("utf-8")
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        raise BadRequest(f"the body is not valid {kind}: {exc}; send a well-formed {kind} body") from None
+    except _MALFORMED as exc:
+        reason = "it nests too deeply" if isinstance(exc, RecursionError) else str(exc) or type(exc).__name__
+        raise BadRequest(f"the body is not valid {kind}: {reason}; send a well-formed {kind} body") from None
     raise UnsupportedContentType(
         f"Content-Type {content_type!r} is not supported by the default input_fn; "
         f"use one of {', '.join(INPUT_TYPES)} or define input_fn in your script"
@@ -55,6 +62,14 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
         f"Accept {accept!r} is not supported by the default output_fn; "
         f"use one of {', '.join(OUTPUT_TYPES)} or define output_fn in your script"
     )
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    loaded = np.load(io.BytesIO(data), allow_pickle=False)
+    if not isinstance(loaded, np.ndarray):  # np.load opens an .npz archive as a lazy mapping
+        loaded.close()
+        raise ValueError("it is an .npz archive, not one .npy array")
+    return loaded
 
 
 def _number_or_text(cell: str) -> Any:
