@@ -60,17 +60,53 @@ class DiffusionResult:
         return payload
 
 
+@dataclass(frozen=True)
+class GenerationPlan:
+    """One request, checked and resolved: what to generate and with which seeds."""
+
+    prompt: str
+    negative_prompt: str | None
+    height: int
+    width: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    seeds: list[int]
+    scheduler: str
+    requested_scheduler: str | None
+    lora_scale: float | None
+
+    @property
+    def shape_key(self) -> tuple[Any, ...]:
+        """Plans with equal keys can share one pipeline call: the loop and its scalars are the same."""
+        return (self.height, self.width, self.steps, self.scheduler, self.guidance_scale, self.lora_scale)
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "negative_prompt": self.negative_prompt,
+            "guidance_scale": self.guidance_scale,
+            "num_inference_steps": self.steps,
+            "seed": self.seed,
+            "height": self.height,
+            "width": self.width,
+            "num_images_per_prompt": len(self.seeds),
+            "scheduler": self.scheduler,
+            "lora_scale": self.lora_scale,
+        }
+
+
 class DiffusionService:
     """A Stable Diffusion pipeline plus the per-request rules: defaults, budget, seeds, scheduler."""
 
-    def __init__(self, model: DiffusionModel, max_pixels: int) -> None:
+    def __init__(self, model: DiffusionModel, max_pixels: int, joint_batches: bool | None = None) -> None:
         self.model = model
         self.max_pixels = max_pixels
         self.base_scheduler = model.pipe.scheduler
+        self.joint_batches = model.device.type == "cuda" if joint_batches is None else joint_batches
 
     @classmethod
     def load(cls, model_dir: Path, settings: HandlerSettings) -> DiffusionService:
-        service = cls(DiffusionModel.load(model_dir, settings), settings.max_pixels)
+        service = cls(DiffusionModel.load(model_dir, settings), settings.max_pixels, settings.joint_diffusion_batches)
         if service.model.compiled:
             service.warm_up()
         return service
@@ -100,34 +136,92 @@ class DiffusionService:
         return [warning for warning in found if warning is not None]
 
     def handle(self, request: DiffusionRequest) -> DiffusionResult:
+        result = self.run([self.prepare(request)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def prepare(self, request: DiffusionRequest) -> GenerationPlan:
+        """Resolve defaults, seeds and the scheduler, and check the budget: everything but generating."""
         params = request.parameters
         height = params.height or self.model.native_size
         width = params.width or self.model.native_size
         images = params.num_images_per_prompt
-        steps = params.num_inference_steps
         check_pixel_budget(images, height, width, self.max_pixels)
-        lora_scale = self._lora_scale(params.lora_scale)
-        scheduler = fresh_scheduler(self.base_scheduler, params.scheduler)
+        scheduler = fresh_scheduler(self.base_scheduler, params.scheduler)  # refuses an unknown name here
         seed = secrets.randbelow(_SEED_SPACE) if params.seed is None else params.seed
-        seeds = [(seed + i) % _SEED_SPACE for i in range(images)]
-        warnings = self._warnings(request.prompt, params.negative_prompt)
-        for warning in warnings:
-            logger.warning("%s", warning)
+        return GenerationPlan(
+            prompt=request.prompt,
+            negative_prompt=params.negative_prompt,
+            height=height,
+            width=width,
+            steps=params.num_inference_steps,
+            guidance_scale=params.guidance_scale,
+            seed=seed,
+            seeds=[(seed + i) % _SEED_SPACE for i in range(images)],
+            scheduler=scheduler_name(scheduler),
+            requested_scheduler=params.scheduler,
+            lora_scale=self._lora_scale(params.lora_scale),
+        )
 
-        pipe = self.model.with_scheduler(scheduler)
+    def run(self, plans: list[GenerationPlan]) -> list[DiffusionResult | BaseException]:
+        """Generate each plan's images; plans of one shape share a pipeline call when batches are joint.
+
+        On the CPU a joint call brings no speed (the convolutions already use every core) and batch
+        kernels round the last bit of a few pixels differently, so there each plan runs alone and a
+        batched request gets exactly the pixels it would get alone.
+        """
+        results: list[DiffusionResult | BaseException] = [RuntimeError("not generated")] * len(plans)
+        for indices in self._groups(plans):
+            group = [plans[i] for i in indices]
+            generated: list[DiffusionResult | BaseException]
+            try:
+                generated = list(self._generate(group))
+            except Exception as exc:  # noqa: BLE001 - each request of the group gets the failure as its answer
+                generated = [exc] * len(group)
+            for index, result in zip(indices, generated, strict=True):
+                results[index] = result
+        return results
+
+    def _groups(self, plans: list[GenerationPlan]) -> list[list[int]]:
+        if not self.joint_batches:
+            return [[i] for i in range(len(plans))]
+        groups: dict[tuple[Any, ...], list[list[int]]] = {}
+        for index, plan in enumerate(plans):
+            chunks = groups.setdefault(plan.shape_key, [[]])
+            pixels = sum(len(plans[i].seeds) for i in chunks[-1]) * plan.height * plan.width
+            if chunks[-1] and pixels + len(plan.seeds) * plan.height * plan.width > self.max_pixels:
+                chunks.append([])  # one call must stay within the budget a single request has
+            chunks[-1].append(index)
+        return [chunk for chunks in groups.values() for chunk in chunks]
+
+    def _generate(self, group: list[GenerationPlan]) -> list[DiffusionResult]:
+        """One pipeline call for plans that share a shape: each image with its own prompt and seed."""
+        first = group[0]
+        seeds = [seed for plan in group for seed in plan.seeds]
+        if len(group) == 1:  # the prompt is encoded once and repeated, as a lone request always was
+            prompts: dict[str, Any] = {"prompt": first.prompt, "negative_prompt": first.negative_prompt,
+                                       "num_images_per_prompt": len(seeds)}
+        else:
+            negatives = [plan.negative_prompt or "" for plan in group for _ in plan.seeds]
+            prompts = {"prompt": [plan.prompt for plan in group for _ in plan.seeds],
+                       "negative_prompt": negatives if any(negatives) else None, "num_images_per_prompt": 1}
+        # Read here, on the model thread: the pipeline's fast tokenizer must not be used by two threads.
+        warnings = [self._warnings(plan.prompt, plan.negative_prompt) for plan in group]
+        for warning in (w for found in warnings for w in found):
+            logger.warning("%s", warning)
+        pipe = self.model.with_scheduler(fresh_scheduler(self.base_scheduler, first.requested_scheduler))
         timer = DenoisingTimer(self.model.device)
 
         def generate() -> Any:
             return pipe(
-                prompt=request.prompt,
-                negative_prompt=params.negative_prompt,
-                height=height,
-                width=width,
-                num_inference_steps=steps,
-                guidance_scale=params.guidance_scale,
-                num_images_per_prompt=images,
+                **prompts,
+                height=first.height,
+                width=first.width,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance_scale,
                 generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-                cross_attention_kwargs=None if lora_scale is None else {"scale": lora_scale},
+                cross_attention_kwargs=None if first.lora_scale is None else {"scale": first.lora_scale},
                 callback_on_step_end=timer.on_step_end,
                 output_type="pil",
             )
@@ -135,30 +229,29 @@ class DiffusionService:
         started = time.perf_counter()
         timer.attach(self.model.pipe.unet)
         try:
-            output = run_out_of_memory_as_503(generate, f"{images} image(s) of {width}x{height} with {steps} steps")
+            output = run_out_of_memory_as_503(
+                generate, f"{len(seeds)} image(s) of {first.width}x{first.height} with {first.steps} steps")
             if self.model.device.type == "cuda":
                 torch.cuda.synchronize(self.model.device)  # once, after the loop: the timings are now final
         finally:
             timer.detach()
         total_s = time.perf_counter() - started
+        per_step_ms = timer.elapsed_ms() / first.steps
+        if len(group) > 1:
+            logger.info("generated %d requests (%d images) in one pipeline call", len(group), len(seeds))
 
+        results, start = [], 0
         nsfw = output.nsfw_content_detected
-        return DiffusionResult(
-            images=list(output.images),
-            seeds=seeds,
-            parameters={
-                "negative_prompt": params.negative_prompt,
-                "guidance_scale": params.guidance_scale,
-                "num_inference_steps": steps,
-                "seed": seed,
-                "height": height,
-                "width": width,
-                "num_images_per_prompt": images,
-                "scheduler": scheduler_name(scheduler),
-                "lora_scale": lora_scale,
-            },
-            total_s=total_s,
-            per_step_ms=timer.elapsed_ms() / steps,
-            warnings=warnings,
-            nsfw_content_detected=None if nsfw is None else [bool(flag) for flag in nsfw],
-        )
+        for plan, plan_warnings in zip(group, warnings, strict=True):
+            end = start + len(plan.seeds)
+            results.append(DiffusionResult(
+                images=list(output.images[start:end]),
+                seeds=plan.seeds,
+                parameters=plan.parameters(),
+                total_s=total_s,
+                per_step_ms=per_step_ms,
+                warnings=plan_warnings,
+                nsfw_content_detected=None if nsfw is None else [bool(flag) for flag in nsfw[start:end]],
+            ))
+            start = end
+        return results

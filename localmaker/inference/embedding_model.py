@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class EmbeddingModel:
         max_length: int,
         batch_size: int,
         fingerprint: str,
+        max_batch_tokens: int = 16384,
     ) -> None:
         self.tokenizer = tokenizer
         self.transformer = transformer
@@ -99,7 +101,9 @@ class EmbeddingModel:
         self.dtype = dtype
         self.max_length = max_length
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.fingerprint = fingerprint
+        self._tokenizer_lock = threading.Lock()
         self._prompt_lengths: dict[str, int] = {}
         self.dimension = int(self._hidden_size())
 
@@ -122,6 +126,7 @@ class EmbeddingModel:
             max_length=_max_length(layout, tokenizer, transformer),
             batch_size=settings.batch_size,
             fingerprint=model_fingerprint(model_dir),
+            max_batch_tokens=settings.max_batch_tokens,
         )
         logger.info(
             "loaded embedding model %s on %s (%s), dimension %d, max_length %d",
@@ -155,43 +160,87 @@ class EmbeddingModel:
             self._prompt_lengths[prompt] = length
         return self._prompt_lengths[prompt]
 
-    def _batches(self, texts: Sequence[str], show_progress: bool) -> Iterator[Sequence[str]]:
-        starts: Iterable[int] = range(0, len(texts), self.batch_size)
-        if show_progress and len(texts) > _PROGRESS_MIN_BATCHES * self.batch_size:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                pass
-            else:  # tqdm writes to stderr, which the instance log captures
-                starts = tqdm(starts, desc="embedding corpus", unit="batch", file=sys.stderr)
-        for start in starts:
-            yield texts[start : start + self.batch_size]
+    def tokenize(self, texts: Sequence[str], prompt: str | None = None) -> list[TokenizedText]:
+        """Token ids for ``texts`` with ``prompt`` prepended, truncated, not padded.
 
-    def embed(self, texts: Sequence[str], prompt: str | None = None, show_progress: bool = False) -> EmbedOutput:
-        """Pooled vectors for ``texts`` with ``prompt`` prepended, in batches of ``batch_size``."""
+        Request threads call this outside the model thread. The lock is there because a fast tokenizer
+        mutates its Rust state when its padding or truncation settings change, and two threads doing
+        that at once fail with "Already borrowed".
+        """
         if prompt:
             texts = [prompt + text for text in texts]
-        prompt_length = self._prompt_length(prompt) if prompt and not self.layout.include_prompt else 0
-        chunks: list[np.ndarray] = []
-        token_count = 0
-        for batch in self._batches(texts, show_progress):
-            encoded = self.tokenizer(
-                list(batch),
-                padding=True,
-                truncation="longest_first",
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            mask = encoded["attention_mask"]
-            token_count += int(mask.sum())
-            inputs = {key: value.to(self.device) for key, value in encoded.items()}
+        with self._tokenizer_lock:
+            prompt_length = self._prompt_length(prompt) if prompt and not self.layout.include_prompt else 0
+            encoded = self.tokenizer(list(texts), padding=False, truncation="longest_first",
+                                     max_length=self.max_length)
+        keys = [key for key in encoded if key in ("input_ids", "token_type_ids", "attention_mask")]
+        return [TokenizedText({key: encoded[key][i] for key in keys}, prompt_length) for i in range(len(texts))]
+
+    def embed(self, texts: Sequence[str], prompt: str | None = None, show_progress: bool = False) -> EmbedOutput:
+        """Pooled vectors for ``texts`` with ``prompt`` prepended."""
+        return self.embed_tokens(self.tokenize(texts, prompt), show_progress=show_progress)
+
+    def embed_tokens(self, texts: Sequence[TokenizedText], show_progress: bool = False) -> EmbedOutput:
+        """Pooled vectors, row ``i`` for ``texts[i]``, from length-sorted batches under the token budget.
+
+        Sorting by length keeps each batch's padding small; the budget (rows x longest row) keeps a batch
+        of long texts from taking the memory a batch of short ones may.
+        """
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        batches = token_budget_batches([t.length for t in texts], self.batch_size, self.max_batch_tokens)
+        for rows in _with_progress(batches, show_progress):
+            padded = self._pad([texts[i].features for i in rows])
+            inputs = {key: value.to(self.device) for key, value in padded.items()}
             with torch.inference_mode():
                 states = self.transformer(**inputs).last_hidden_state.float()
-            pool_mask = embedding_pooling.exclude_prompt_tokens(mask, prompt_length).to(self.device)
-            pooled = embedding_pooling.pool(self.layout.pooling, states, pool_mask)
-            chunks.append(pooled.cpu().numpy().astype(np.float32, copy=False))
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dimension), dtype=np.float32)
-        return EmbedOutput(vectors=vectors, token_count=token_count)
+            prompt_lengths = torch.tensor([texts[i].prompt_length for i in rows])
+            pool_mask = embedding_pooling.exclude_prompt_tokens(padded["attention_mask"], prompt_lengths)
+            pooled = embedding_pooling.pool(self.layout.pooling, states, pool_mask.to(self.device))
+            vectors[rows] = pooled.cpu().numpy()
+        return EmbedOutput(vectors=vectors, token_count=sum(t.length for t in texts))
+
+    def _pad(self, features: list[dict[str, list[int]]]) -> Any:
+        with self._tokenizer_lock:
+            return self.tokenizer.pad(features, padding=True, return_tensors="pt")
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """One text's token ids (and companions such as token_type_ids), before padding."""
+
+    features: dict[str, list[int]]
+    prompt_length: int = 0  # leading tokens left out of pooling (include_prompt: false)
+
+    @property
+    def length(self) -> int:
+        return len(self.features["input_ids"])
+
+
+def token_budget_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first, each group at most ``max_rows`` rows and ``max_tokens`` padded tokens.
+
+    A single text longer than the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        # Longest first, so the group's padded width is its first row's length.
+        if current and len(current) < max_rows and lengths[current[0]] * (len(current) + 1) <= max_tokens:
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def _with_progress(batches: list[list[int]], show_progress: bool) -> Iterable[list[int]]:
+    if not show_progress or len(batches) <= _PROGRESS_MIN_BATCHES:
+        return batches
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return batches
+    return tqdm(batches, desc="embedding corpus", unit="batch", file=sys.stderr)  # stderr: the instance log
 
 
 def _max_length(layout: EmbeddingLayout, tokenizer: Any, transformer: Any) -> int:

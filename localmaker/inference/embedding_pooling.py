@@ -47,17 +47,19 @@ def cls_pool(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.
     return _gather_rows(token_states, first_real_token_index(attention_mask))
 
 
-def exclude_prompt_tokens(attention_mask: torch.Tensor, prompt_length: int) -> torch.Tensor:
+def exclude_prompt_tokens(attention_mask: torch.Tensor, prompt_length: int | torch.Tensor) -> torch.Tensor:
     """A copy of the mask with each row's first ``prompt_length`` real tokens switched off.
 
     For models whose pooling config says ``include_prompt: false`` (INSTRUCTOR-style): the prompt steers
-    the encoder but is not averaged into the embedding.
+    the encoder but is not averaged into the embedding. ``prompt_length`` is one length for every row,
+    or one per row when a batch mixes requests with different prompts.
     """
-    if prompt_length <= 0:
+    lengths = torch.as_tensor(prompt_length, device=attention_mask.device).reshape(-1, 1)
+    if not bool((lengths > 0).any()):
         return attention_mask
     first = first_real_token_index(attention_mask).unsqueeze(1)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device).unsqueeze(0)
-    return attention_mask * (positions >= first + prompt_length).to(attention_mask.dtype)
+    return attention_mask * (positions >= first + lengths).to(attention_mask.dtype)
 
 
 def pool(mode: str, token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from corpus_index import CorpusIndex, DocumentId, build_index, find_corpus_file, load_corpus
-from embedding_model import EmbeddingModel
+from embedding_model import EmbeddingModel, TokenizedText
 from embedding_pooling import l2_normalize, truncate_dimensions
 from handler_settings import HandlerSettings
 from request_schema import EmbedParameters, EmbedRequest, SearchRequest
@@ -65,6 +65,14 @@ class SearchResult:
         return {"results": [hit.to_json() for hit in self.hits]}
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A checked request with its texts tokenized (for a search: the query first, then any documents)."""
+
+    request: EmbedRequest | SearchRequest
+    texts: list[TokenizedText]
+
+
 class EmbeddingService:
     """An embedding model plus the optional corpus packed beside it."""
 
@@ -82,9 +90,42 @@ class EmbeddingService:
         return cls(model, corpus)
 
     def handle(self, request: EmbedRequest | SearchRequest) -> EmbeddingResult | SearchResult:
-        if isinstance(request, SearchRequest):
-            return self.search(request)
-        return self.embed(request)
+        return self.run([self.prepare(request)])[0]
+
+    def prepare(self, request: EmbedRequest | SearchRequest) -> PreparedRequest:
+        """Check the request against the model and tokenize its texts: everything but the forward pass."""
+        params = request.parameters
+        self._check_dimensions(params)
+        if isinstance(request, EmbedRequest):
+            return PreparedRequest(request, self.model.tokenize(request.inputs, self._prompt(params.prompt_name)))
+        prompt_name = params.prompt_name
+        if prompt_name is None and QUERY_PROMPT_NAME in self.model.prompts:
+            prompt_name = QUERY_PROMPT_NAME
+        query = self.model.tokenize([request.query], self._prompt(prompt_name))
+        if request.documents is not None:
+            return PreparedRequest(request, query + self.model.tokenize(request.documents))
+        if self.corpus is None:
+            raise InvalidInput(
+                '"documents" is missing and this model has no packed corpus: send "documents": [...] '
+                "with the texts to search, or pack corpus.jsonl or corpus.txt into the model directory."
+            )
+        return PreparedRequest(request, query)
+
+    def run(self, prepared: list[PreparedRequest]) -> list[EmbeddingResult | SearchResult]:
+        """Answer prepared requests with one pass over all their texts, then split the rows back."""
+        texts = [text for item in prepared for text in item.texts]
+        vectors = self.model.embed_tokens(texts).vectors
+        results: list[EmbeddingResult | SearchResult] = []
+        start = 0
+        for item in prepared:
+            rows = vectors[start:start + len(item.texts)]
+            tokens = sum(text.length for text in item.texts)
+            start += len(item.texts)
+            if isinstance(item.request, SearchRequest):
+                results.append(self._search(item.request, rows))
+            else:
+                results.append(self._embedding(item.request.parameters, rows, tokens))
+        return results
 
     def _check_dimensions(self, parameters: EmbedParameters) -> None:
         if parameters.dimensions is not None and parameters.dimensions > self.model.dimension:
@@ -105,38 +146,28 @@ class EmbeddingService:
             )
         return prompts[name]
 
-    def embed(self, request: EmbedRequest) -> EmbeddingResult:
-        params = request.parameters
-        self._check_dimensions(params)
-        output = self.model.embed(request.inputs, prompt=self._prompt(params.prompt_name))
-        vectors = l2_normalize(output.vectors) if params.normalize else output.vectors
+    @staticmethod
+    def _embedding(params: EmbedParameters, vectors: np.ndarray, tokens: int) -> EmbeddingResult:
+        if params.normalize:
+            vectors = l2_normalize(vectors)
         if params.dimensions is not None:
             vectors = truncate_dimensions(vectors, params.dimensions, normalize=params.normalize)
-        return EmbeddingResult(embeddings=vectors.astype(np.float32, copy=False), tokens=output.token_count)
+        return EmbeddingResult(embeddings=vectors.astype(np.float32, copy=False), tokens=tokens)
 
-    def search(self, request: SearchRequest) -> SearchResult:
+    def _search(self, request: SearchRequest, vectors: np.ndarray) -> SearchResult:
+        """Rank the documents sent (rows after the query's) or the packed corpus against the query."""
         params = request.parameters
-        self._check_dimensions(params)
-        prompt_name = params.prompt_name
-        if prompt_name is None and QUERY_PROMPT_NAME in self.model.prompts:
-            prompt_name = QUERY_PROMPT_NAME
+        query_vector = l2_normalize(vectors[:1])
         ids: list[DocumentId | None]
         if request.documents is not None:
-            texts = request.documents
-            ids = [None] * len(texts)
-            doc_vectors = l2_normalize(self.model.embed(texts).vectors)
-        elif self.corpus is not None:
-            texts, ids, doc_vectors = self.corpus.texts, self.corpus.ids, self.corpus.vectors
+            texts, ids, doc_vectors = request.documents, [None] * len(request.documents), l2_normalize(vectors[1:])
         else:
-            raise InvalidInput(
-                '"documents" is missing and this model has no packed corpus: send "documents": [...] '
-                "with the texts to search, or pack corpus.jsonl or corpus.txt into the model directory."
-            )
-        query_vector = l2_normalize(self.model.embed([request.query], prompt=self._prompt(prompt_name)).vectors)
+            assert self.corpus is not None  # prepare() refused the request otherwise
+            texts, ids, doc_vectors = self.corpus.texts, self.corpus.ids, self.corpus.vectors
         if params.dimensions is not None:
             query_vector = truncate_dimensions(query_vector, params.dimensions)
             doc_vectors = truncate_dimensions(doc_vectors, params.dimensions)
-        scores = (doc_vectors @ query_vector.T)[:, 0]
+        scores = (doc_vectors @ query_vector.T)[:, 0]  # one matrix product over the whole corpus
         top_k = min(request.top_k, len(texts))
         order = np.argsort(-scores, kind="stable")[:top_k]
         hits = [

@@ -17,6 +17,8 @@ from serving_errors import ModelLoadError
 POOLING_MODES = ("mean", "last_token", "cls")
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_BATCH_SIZE = 32
+# Padded tokens per embedding forward pass (rows x longest row): caps activation memory for long texts.
+DEFAULT_MAX_BATCH_TOKENS = 16384
 # Pixels one diffusion request may ask for (images x height x width): four 768x768 images by default.
 DEFAULT_MAX_PIXELS = 4 * 768 * 768
 
@@ -27,6 +29,8 @@ ENV_TRUST_REMOTE_CODE = "LOCALMAKER_TRUST_REMOTE_CODE"
 ENV_ALLOW_PICKLE = "LOCALMAKER_ALLOW_PICKLE"
 ENV_CACHE_DIR = "LOCALMAKER_CACHE_DIR"
 ENV_BATCH_SIZE = "LOCALMAKER_BATCH_SIZE"
+ENV_MAX_BATCH_TOKENS = "LOCALMAKER_MAX_BATCH_TOKENS"
+ENV_JOINT_DIFFUSION = "LOCALMAKER_JOINT_DIFFUSION_BATCHES"
 ENV_SAFETY_CHECKER = "LOCALMAKER_SAFETY_CHECKER"
 ENV_TORCH_COMPILE = "LOCALMAKER_TORCH_COMPILE"
 ENV_MAX_PIXELS = "LOCALMAKER_MAX_PIXELS"
@@ -46,6 +50,9 @@ class HandlerSettings:
     allow_pickle: bool = False
     cache_dir: Path | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    # Whether gathered diffusion requests of one shape run as one pipeline call; None: on CUDA only.
+    joint_diffusion_batches: bool | None = None
     safety_checker: bool = True
     torch_compile: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -62,6 +69,8 @@ class HandlerSettings:
             allow_pickle=_flag(env, ENV_ALLOW_PICKLE),
             cache_dir=Path(cache) if (cache := _optional(env, ENV_CACHE_DIR)) else None,
             batch_size=_positive_int(env, ENV_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+            max_batch_tokens=_positive_int(env, ENV_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS),
+            joint_diffusion_batches=_flag(env, ENV_JOINT_DIFFUSION) if _optional(env, ENV_JOINT_DIFFUSION) else None,
             safety_checker=_flag(env, ENV_SAFETY_CHECKER, default=True),
             torch_compile=_flag(env, ENV_TORCH_COMPILE),
             max_pixels=_positive_int(env, ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS),

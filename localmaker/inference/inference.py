@@ -59,6 +59,22 @@ def predict_fn(data: Any, model: Any, context: Any = None) -> Any:
     raise TypeError(f"predict_fn cannot serve a {type(model).__name__}: model_fn returned an unknown model type")
 
 
+def prepare_fn(data: Any, model: Any, context: Any = None) -> Any:
+    """localmaker's batching hook, run in the request's own thread: check the request against the model
+    and tokenize it, so the model thread only runs forward passes. SageMaker's containers ignore it."""
+    if isinstance(model, EmbeddingService):
+        return model.prepare(parse_embedding_request(data))
+    if isinstance(model, DiffusionService):
+        return model.prepare(parse_diffusion_request(data))
+    raise TypeError(f"prepare_fn cannot serve a {type(model).__name__}: model_fn returned an unknown model type")
+
+
+def predict_batch_fn(prepared: list[Any], model: Any, context: Any = None) -> list[Any]:
+    """localmaker's batching hook: answer requests that arrived together in one pass over the model.
+    Each answer is a result or the exception for that request alone."""
+    return list(model.run(prepared))
+
+
 def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes, str]:
     """Encode the prediction as JSON; or a float32 ``.npy`` array for embeddings, or one image as
     PNG or JPEG, when asked."""

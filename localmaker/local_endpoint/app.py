@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
+from collections.abc import Callable
 
 from flask import Flask, Response, request
 
@@ -18,6 +18,7 @@ from localmaker.local_endpoint.errors import (
     to_endpoint_error,
 )
 from localmaker.local_endpoint.media_types import JSON
+from localmaker.local_endpoint.model_executor import ModelExecutor
 from localmaker.local_endpoint.model_holder import LoadState, ModelHolder
 from localmaker.local_endpoint.settings import EndpointSettings
 
@@ -26,15 +27,22 @@ logger = logging.getLogger(__name__)
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 
-def create_app(settings: EndpointSettings, *, load_in_background: bool = True) -> Flask:
-    """Build the container app; the model loads once per process, in the background by default."""
+def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
+               on_stuck: Callable[[], None] | None = None) -> Flask:
+    """Build the container app; the model loads once per process, in the background by default.
+
+    ``on_stuck`` is called once when a model call runs past the timeout; under gunicorn it retires the
+    worker, since a thread stuck in a forward pass cannot be stopped any other way.
+    """
     app = Flask("localmaker.local_endpoint")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     holder = ModelHolder(settings)
     app.extensions["localmaker.model"] = holder
-    # One forward pass at a time per process: torch already uses every core, and the handlers of
-    # user scripts are rarely thread-safe.
-    model_lock = threading.Lock()
+    # One model call at a time per process, on one thread: torch already uses every core, and the
+    # handlers of user scripts are rarely thread-safe. Handlers that declare predict_batch_fn get the
+    # requests that arrive together as one batch.
+    executor = ModelExecutor(settings.batch_size, settings.max_batch_delay_ms / 1000, settings.timeout_s,
+                             on_stuck=on_stuck)
     # The document is fixed for the process, and serving it must not depend on the model (nor load code).
     openapi_json = json.dumps(openapi_document())
 
@@ -62,8 +70,14 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True) -
         )
         content_type = request.headers.get("Content-Type", JSON)
         accept = request.headers.get("Accept", "")
-        with model_lock:
-            payload, response_type = handlers.invoke(model, body, content_type, accept, context)
+        if handlers.batches and settings.batch_size > 1:
+            with executor.arriving() as submit:
+                prepared = handlers.prepare(handlers.decode(body, content_type, context), model, context)
+                prediction = submit(prepared, lambda items: handlers.predict_batch(items, model))
+            payload, response_type = handlers.encode(prediction, accept, context)
+        else:
+            payload, response_type = executor.run(
+                lambda: handlers.invoke(model, body, content_type, accept, context))
         response = Response(payload, status=200, content_type=response_type)
         if context.response_custom_attributes:
             response.headers[CUSTOM_ATTRIBUTES] = context.response_custom_attributes

@@ -81,6 +81,13 @@ class Handlers:
     predict_fn: Callable[..., Any]
     output_fn: Callable[..., Any]
     transform_fn: Callable[..., Any] | None = None
+    # localmaker's opt-in batching hooks (see model_executor): a real SageMaker container ignores them.
+    predict_batch_fn: Callable[..., Any] | None = None
+    prepare_fn: Callable[..., Any] | None = None
+
+    @property
+    def batches(self) -> bool:
+        return self.predict_batch_fn is not None and self.transform_fn is None
 
     @classmethod
     def from_module(cls, module: ModuleType) -> Handlers:
@@ -102,6 +109,8 @@ class Handlers:
             predict_fn=getattr(module, "predict_fn", None) or _default_predict_fn,
             output_fn=getattr(module, "output_fn", None) or default_output_fn,
             transform_fn=transform_fn,
+            predict_batch_fn=getattr(module, "predict_batch_fn", None),
+            prepare_fn=getattr(module, "prepare_fn", None),
         )
 
     def load_model(self, model_dir: Path, context: Any) -> Any:
@@ -110,12 +119,27 @@ class Handlers:
     def invoke(self, model: Any, body: bytes, content_type: str, accept: str, context: Any) -> tuple[bytes, str]:
         """Run one request through the hooks; returns the response body and its Content-Type."""
         if self.transform_fn is not None:
-            result = _call(self.transform_fn, model, body, content_type, accept, context=context)
-        else:
-            data = _call(self.input_fn, body, content_type, context=context)
-            prediction = _call(self.predict_fn, data, model, context=context)
-            result = _call(self.output_fn, prediction, accept, context=context)
-        return _as_body(result, accept)
+            return _as_body(_call(self.transform_fn, model, body, content_type, accept, context=context), accept)
+        prediction = _call(self.predict_fn, self.decode(body, content_type, context), model, context=context)
+        return self.encode(prediction, accept, context)
+
+
+    # The steps of a batched request, run by different threads: decode and prepare in the request's own,
+    # predict_batch on the model thread, encode back in the request's own.
+
+    def decode(self, body: bytes, content_type: str, context: Any) -> Any:
+        return _call(self.input_fn, body, content_type, context=context)
+
+    def prepare(self, data: Any, model: Any, context: Any) -> Any:
+        """Per-request work that needs the model but not its lock (validation, tokenization)."""
+        return data if self.prepare_fn is None else _call(self.prepare_fn, data, model, context=context)
+
+    def predict_batch(self, items: list[Any], model: Any) -> list[Any]:
+        assert self.predict_batch_fn is not None
+        return list(self.predict_batch_fn(items, model))
+
+    def encode(self, prediction: Any, accept: str, context: Any) -> tuple[bytes, str]:
+        return _as_body(_call(self.output_fn, prediction, accept, context=context), accept)
 
 
 def _as_body(result: Any, accept: str) -> tuple[bytes, str]:

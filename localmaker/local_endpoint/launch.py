@@ -12,6 +12,7 @@ from pathlib import Path
 
 import localmaker
 from localmaker.local_endpoint import gunicorn_conf
+from localmaker.local_endpoint.settings import DEFAULT_THREADS
 
 WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 
@@ -34,7 +35,7 @@ def gunicorn_command(bind: str, env: Mapping[str, str], log_file: Path | None) -
         "--config", gunicorn_conf.__file__,
         "--bind", bind,
         "--workers", env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"),
-        "--threads", env.get("LOCALMAKER_SERVER_THREADS", "4"),
+        "--threads", env.get("LOCALMAKER_SERVER_THREADS", str(DEFAULT_THREADS)),
         "--timeout", env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60"),
     ]
     if log_file is not None:

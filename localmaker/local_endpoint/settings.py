@@ -11,6 +11,9 @@ from localmaker.errors import ConfigurationError
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints reject larger bodies
 DEFAULT_PROGRAM = "inference.py"
+DEFAULT_THREADS = 32
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_DELAY_MS = 10
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -32,11 +35,13 @@ class EndpointSettings:
     code_dir: Path
     program: str = DEFAULT_PROGRAM
     workers: int = 1
-    threads: int = 4
+    # Request threads per worker: enough for a full batch to gather; they wait on one model thread.
+    threads: int = DEFAULT_THREADS
     timeout_s: int = 60
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
-    batch_size: int = 1
-    max_batch_delay_ms: int = 100
+    # Batching applies to handlers with predict_batch_fn; a lone request waits for nobody.
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_batch_delay_ms: int = DEFAULT_BATCH_DELAY_MS
     log_file: Path | None = None
 
     @property
@@ -53,9 +58,9 @@ class EndpointSettings:
             code_dir=code_dir,
             program=environ.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM,
             workers=_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
-            threads=_int(environ, "LOCALMAKER_SERVER_THREADS", 4),
+            threads=_int(environ, "LOCALMAKER_SERVER_THREADS", DEFAULT_THREADS),
             timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
-            batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", 1),
-            max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", 100, minimum=0),
+            batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+            max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", DEFAULT_BATCH_DELAY_MS, minimum=0),
             log_file=Path(log_file) if log_file else None,
         )

@@ -1,0 +1,210 @@
+"""The one thread per worker process that runs the model, batching concurrent requests when it can.
+
+Request threads decode, validate and tokenize on their own; only the model call comes here. A handler
+that declares ``predict_batch_fn`` gets the requests that arrived together as one list: the executor
+waits for more only while other requests are known to be on their way (they entered /invocations and
+are still being decoded), for at most the batch delay, so a lone request never waits. Handlers without
+it run one request at a time, exactly as before.
+
+A failure of a whole batch is retried request by request, so one bad request fails alone. A request that
+outlives the model-server timeout is answered with a timeout; if the model call itself is stuck, the
+worker asks to be replaced (``on_stuck``), since a thread cannot be stopped from outside.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RunBatch = Callable[[list[Any]], list[Any]]
+
+
+class ModelTimedOut(Exception):
+    """The model did not answer within the model-server timeout: a 504, as a gateway would answer."""
+
+    status_code = 504
+
+
+@dataclass
+class _Job:
+    future: Future[Any] = field(default_factory=Future)
+
+
+@dataclass
+class _Solo(_Job):
+    call: Callable[[], Any] = lambda: None
+
+
+@dataclass
+class _Batchable(_Job):
+    item: Any = None
+    run_batch: RunBatch = lambda items: items
+
+
+class ModelExecutor:
+    def __init__(self, max_batch_size: int, max_delay_s: float, timeout_s: float,
+                 on_stuck: Callable[[], None] | None = None) -> None:
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_delay_s = max_delay_s
+        self.timeout_s = timeout_s
+        self._on_stuck = on_stuck
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._ready = threading.Condition()
+        self._announced = 0  # requests between arrive() and submit(): the ones a batch may wait for
+        self._thread: threading.Thread | None = None
+        self._busy_since: float | None = None
+        self._stuck_reported = False
+
+    # -- request threads -----------------------------------------------------------------------
+
+    def run(self, call: Callable[[], Any]) -> Any:
+        """Run ``call`` on the model thread, alone, and return its result (or raise its exception)."""
+        return self._wait(self._enqueue(_Solo(call=call)))
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Callable[[Any, RunBatch], Any]]:
+        """Announce a request that will be batched, while it is being decoded; yields its ``submit``.
+
+        A batch already forming waits for announced requests (up to the delay), never for strangers.
+        """
+        with self._ready:
+            self._announced += 1
+        submitted = False
+
+        def submit(item: Any, run_batch: RunBatch) -> Any:
+            nonlocal submitted
+            with self._ready:
+                self._announced -= 1
+                submitted = True
+            return self._wait(self._enqueue(_Batchable(item=item, run_batch=run_batch)))
+
+        try:
+            yield submit
+        finally:
+            if not submitted:  # it failed before reaching the model: nobody should wait for it
+                with self._ready:
+                    self._announced -= 1
+                    self._ready.notify_all()
+
+    def _enqueue(self, job: _Job) -> _Job:
+        with self._ready:
+            if self._thread is None:
+                # Started on first use, in the worker process: a thread started before gunicorn forks
+                # would not exist in the workers.
+                self._thread = threading.Thread(target=self._loop, name="model-executor", daemon=True)
+                self._thread.start()
+            self._queue.append(job)
+            self._ready.notify_all()
+        return job
+
+    def _wait(self, job: _Job) -> Any:
+        try:
+            return job.future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            job.future.cancel()  # still queued: it will not run for nobody; already running: no effect
+            self._check_stuck()
+            raise ModelTimedOut(
+                f"the model did not answer within SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout_s:g}s; "
+                "send a smaller request, or raise the timeout for this model"
+            ) from None
+
+    def _check_stuck(self) -> None:
+        busy_since = self._busy_since
+        if busy_since is None or time.monotonic() - busy_since < self.timeout_s or self._stuck_reported:
+            return
+        self._stuck_reported = True
+        logger.error("the model call has run for %.0fs, past the %gs timeout; this worker will be replaced",
+                     time.monotonic() - busy_since, self.timeout_s)
+        if self._on_stuck is not None:
+            self._on_stuck()
+
+    # -- the model thread ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            jobs = self._next_jobs()
+            self._busy_since = time.monotonic()
+            try:
+                if isinstance(jobs[0], _Solo):
+                    _settle(jobs[0], jobs[0].call)
+                else:
+                    self._run_batch([job for job in jobs if isinstance(job, _Batchable)])
+            finally:
+                self._busy_since = None
+
+    def _next_jobs(self) -> list[_Job]:
+        with self._ready:
+            first = self._take()
+            if isinstance(first, _Solo):
+                return [first]
+            batch: list[_Job] = [first]
+            deadline = time.monotonic() + self.max_delay_s
+            while len(batch) < self.max_batch_size:
+                if self._queue and isinstance(self._queue[0], _Batchable):
+                    if self._queue[0].future.set_running_or_notify_cancel():
+                        batch.append(self._queue[0])
+                    self._queue.popleft()
+                    continue
+                remaining = deadline - time.monotonic()
+                if self._queue or self._announced == 0 or remaining <= 0:
+                    break
+                self._ready.wait(remaining)
+            return batch
+
+    def _take(self) -> _Job:
+        """The first queued job that was not cancelled (its caller gave up), marked running."""
+        while True:
+            while not self._queue:
+                self._ready.wait()
+            job = self._queue.popleft()
+            if job.future.set_running_or_notify_cancel():
+                return job
+
+    def _run_batch(self, jobs: list[_Batchable]) -> None:
+        run_batch = jobs[0].run_batch
+        if len(jobs) > 1:
+            logger.info("running a batch of %d requests", len(jobs))
+        try:
+            results = run_batch([job.item for job in jobs])
+            if len(results) != len(jobs):
+                raise RuntimeError(f"predict_batch_fn returned {len(results)} results for {len(jobs)} requests")
+        except Exception as exc:  # noqa: BLE001 - retried one by one, so only the culprit fails
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(exc)
+                return
+            logger.warning("a batch of %d failed (%s); running its requests one by one", len(jobs), exc)
+            for job in jobs:
+                _settle(job, functools.partial(_run_alone, run_batch, job.item))
+            return
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+
+
+def _run_alone(run_batch: RunBatch, item: Any) -> Any:
+    results = run_batch([item])
+    if len(results) != 1:
+        raise RuntimeError(f"predict_batch_fn returned {len(results)} results for 1 request")
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    return results[0]
+
+
+def _settle(job: _Job, call: Callable[[], Any]) -> None:
+    try:
+        job.future.set_result(call())
+    except BaseException as exc:  # noqa: BLE001 - the request's own thread raises it
+        job.future.set_exception(exc)
