@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Marks this run in the environment of every process it starts, and fails the run if one outlives it.
+from tests.leftover_check import pytest_sessionfinish  # noqa: F401 - a hook, registered by being here
+
 # Tests must never reach a model hub; set before transformers is imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
+
 
 def run_pack(args: argparse.Namespace) -> int:
     from localmaker.model.artifact import pack
@@ -28,8 +30,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if not (model_dir / "code" / os.environ.get("SAGEMAKER_PROGRAM", "inference.py")).is_file():
         extra["LOCALMAKER_CODE_DIR"] = str(CODE_DIR)  # a bare model dir is served with the built-in handlers
     env = instance_environment(model_dir, None, extra)
-    command = gunicorn_command(f"{args.host}:{args.port}", env, None)
-    print(f"[localmaker] serving {model_dir} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    warn_if_exposed(args.host, f"the container serving {model_dir}")
+    # gunicorn's --bind, like a URL, needs an IPv6 literal in brackets to tell it from the port.
+    address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+    command = gunicorn_command(address, env, None)
+    print(f"[localmaker] serving {model_dir} at http://{address} (Ctrl-C stops it)", flush=True)
     os.execve(command[0], command, env)  # gunicorn takes over this process: signals reach it directly
 
 
@@ -44,7 +49,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     serve = commands.add_parser("serve", help="run one container in the foreground")
     serve.add_argument("model_dir", help="an unpacked model directory (or a named source)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default=LOOPBACK, help="the address to bind; anything but loopback is warned about")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(run=run_serve)

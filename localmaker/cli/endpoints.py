@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
 from localmaker.cli.sessions import attached_session
 from localmaker.errors import ConfigurationError
 
@@ -15,9 +15,7 @@ def run_up(args: argparse.Namespace) -> int:
     from localmaker.deploy.control_plane import ControlPlane
     from localmaker.model.sources import localmaker_home
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"[localmaker] warning: binding {args.host} exposes the control plane, and every endpoint's "
-              "code, to other machines; use 127.0.0.1 unless you mean it", file=sys.stderr)
+    warn_if_exposed(args.host, "the control plane (which deploys and runs model code)")
     work_root = localmaker_home() / "runs" / time.strftime("up-%Y%m%d-%H%M%S")
     control_plane = ControlPlane(host=args.host, port=args.port, work_root=work_root)
     print(f"[localmaker] control plane listening on {control_plane.url} (Ctrl-C or SIGTERM stops it and "
@@ -109,7 +107,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = commands.add_parser("up", help="run the control plane standalone, for boto3 and SageMaker SDK scripts")
-    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--host", default=LOOPBACK, help="the address to bind; anything but loopback is warned about")
     up.add_argument("--port", type=int, default=4599)
     up.set_defaults(run=run_up)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 import boto3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from localmaker.deploy.control_plane_settings import ControlPlaneSettings
 from localmaker.deploy.endpoint_actions import Action, EndpointActions
 from localmaker.deploy.endpoint_runtime import EndpointRuntime
 from localmaker.deploy.invocation_metrics import InvocationMetrics
@@ -29,23 +31,26 @@ from localmaker.deploy.log_shipper import LogShipper
 from localmaker.deploy.s3_urls import parse_s3_url
 from localmaker.deploy.training_actions import TrainingActions
 from localmaker.deploy.training_runtime import TrainingRuntime
-from localmaker.deploy.wire import Environ, Moto, StartResponse, read_body
+from localmaker.deploy.wire import Answer, Environ, Moto, StartResponse, read_body
 
 logger = logging.getLogger(__name__)
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+# moto's own management API (reset all state, record to and replay from a file in the working directory,
+# change its config): a debugging aid for moto, not part of AWS, and not for whoever can reach this port.
+_MOTO_MANAGEMENT = "/moto-api"
 
 
 class ControlPlaneApp:
     """The WSGI app: routes a request to an interceptor, localmaker's own API, or moto."""
 
     def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, aws: Any,
-                 metrics: InvocationMetrics | None = None) -> None:
+                 metrics: InvocationMetrics | None = None, settings: ControlPlaneSettings | None = None) -> None:
         self.runtime = runtime
         self.training = training
         self._moto = Moto()
-        self._proxy = InvocationProxy(runtime, metrics)
+        self._proxy = InvocationProxy(runtime, metrics, settings)
         self._local = LocalApi(runtime, training)
         self._actions: dict[str, Action] = {**EndpointActions(runtime, aws).actions(),
                                             **TrainingActions(training).actions()}
@@ -57,6 +62,9 @@ class ControlPlaneApp:
             return self._proxy(environ, invoke.group("name")).send(start_response)
         if path.startswith(PREFIX):
             return self._local.answer(environ).send(start_response)
+        if path == _MOTO_MANAGEMENT or path.startswith(_MOTO_MANAGEMENT + "/"):
+            return Answer.error("NotFound", f"{path} is moto's management API, which localmaker does not expose",
+                                404).send(start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         action = self._actions.get(target.removeprefix("SageMaker.")) if target.startswith("SageMaker.") else None
         if action is None:
@@ -73,26 +81,37 @@ class ControlPlaneApp:
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
-    """Request lines go to this module's logger at DEBUG, not to the user's terminal."""
+    """Request lines go to this module's logger at DEBUG, not to the user's terminal.
+
+    Each connection has its own thread (werkzeug closes it after one request), so a slow client delays
+    only itself. ``timeout`` (set per control plane) bounds how long that thread waits on a client that
+    has stopped sending, so that clients which never finish a request do not hold threads forever.
+    """
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("%s %s", self.requestline, code)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # A client that went silent ("Request timed out") or sent garbage is its own problem, not the user's.
+        logger.info("client connection: " + format, *args)
 
 
 class ControlPlane:
     """A running control plane: the HTTP server, the endpoint runtime, and their shutdown."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1",
-                 work_root: str | Path | None = None, startup_timeout_s: float = 600.0) -> None:
+                 work_root: str | Path | None = None, startup_timeout_s: float = 600.0,
+                 settings: ControlPlaneSettings | None = None) -> None:
+        self.settings = settings or ControlPlaneSettings.from_env(os.environ)
         self.region = region
         self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="localmaker-"))
         self.logs = LogShipper(lambda: self.client("logs"))
         self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs)
         self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs)
         self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
-        self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics)
-        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                   request_handler=_QuietRequestHandler)
+        self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings)
+        handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
+        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
         self._thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()

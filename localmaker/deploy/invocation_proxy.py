@@ -4,6 +4,9 @@ A container error becomes botocore's ModelError (HTTP 424 with OriginalStatusCod
 OriginalMessage), so scripts catch the same exception here as in the cloud. A request that could not
 even connect to its instance (the instance just died) goes to the next one: it never reached a
 container, so sending it again cannot run it twice.
+
+The body is read whole before the request takes one of the endpoint's slots (``invocation_admission``),
+so a client that uploads slowly holds only its own connection's thread, never capacity others need.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 
 import urllib3
 
+from localmaker.deploy.control_plane_settings import ControlPlaneSettings
 from localmaker.deploy.endpoint_runtime import EndpointRuntime
 from localmaker.deploy.endpoint_state import LocalEndpoint, NoInstanceInService
+from localmaker.deploy.invocation_admission import EndpointGates, Refused
 from localmaker.deploy.invocation_metrics import InvocationMetrics
 from localmaker.deploy.wire import Answer
 
@@ -31,26 +36,41 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request limit for real-t
 
 
 class InvocationProxy:
-    def __init__(self, runtime: EndpointRuntime, metrics: InvocationMetrics | None = None) -> None:
+    def __init__(self, runtime: EndpointRuntime, metrics: InvocationMetrics | None = None,
+                 settings: ControlPlaneSettings | None = None) -> None:
         self._runtime = runtime
         self._metrics = metrics
+        self._gates = EndpointGates(settings or ControlPlaneSettings())
         self._http = urllib3.PoolManager(maxsize=32, retries=False)
 
     def __call__(self, environ: dict[str, Any], name: str) -> Answer:
         started = time.perf_counter()
         endpoint = self._runtime.get(name)
         if endpoint is None:
+            self._gates.forget(name)
             return _error("ValidationError", f"Endpoint {name} not found.")
         if not endpoint.status.serves_traffic:
             return _error("ValidationError", f"Endpoint {name} is {endpoint.status.value}, not InService; "
                                              "wait with the endpoint_in_service waiter before invoking it")
-        body = _read_bounded(environ)
+        try:
+            body = _read_bounded(environ)
+        except OSError as exc:
+            return _error("RequestTimeout", f"the request body did not arrive whole: {exc}", 408)
         if body is None:
             # AWS's own words; botocore shows the status as the error code.
             return Answer.of_json(413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."},
                                   content_type="application/json")
         forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
-        return self._send(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"), body, forwarded, started)
+        try:
+            with self._gates.gate(endpoint).slot():
+                return self._send(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"), body, forwarded,
+                                  started)
+        except Refused as refused:
+            logger.info("refused an invocation of %s: %s", name, refused)
+            answer = _error("ServiceUnavailable", f"endpoint {name} cannot take more requests now: {refused}; "
+                                                  f"retry after {refused.retry_after_s} s", 503)
+            answer.headers.append(("Retry-After", str(refused.retry_after_s)))
+            return answer
 
     def _send(self, endpoint: LocalEndpoint, target: str | None, body: bytes, headers: dict[str, str],
               started: float) -> Answer:
@@ -89,8 +109,10 @@ class InvocationProxy:
                 reply_headers.append(("X-Amzn-SageMaker-Custom-Attributes", attributes))
             return Answer("200 OK", reply_headers, answer.data)
         # botocore retries ServiceUnavailable by itself, which is what a caller wants while an instance heals.
-        return _error("ServiceUnavailable", f"no instance of endpoint {name} can answer right now; "
-                                            "a replacement is starting", 503)
+        unavailable = _error("ServiceUnavailable", f"no instance of endpoint {name} can answer right now; "
+                                                   "a replacement is starting", 503)
+        unavailable.headers.append(("Retry-After", "1"))
+        return unavailable
 
     def _record(self, name: str, variant: str, status: int, model_latency_s: float | None, started: float) -> None:
         if self._metrics is None:
@@ -100,11 +122,18 @@ class InvocationProxy:
 
 
 def _read_bounded(environ: dict[str, Any]) -> bytes | None:
-    """The request body, or None when it is over the limit (judged by Content-Length before reading)."""
+    """The request body, or None when it is over the limit (judged by Content-Length before reading).
+
+    Raises OSError when the client stops sending (the server's socket timeout) or hangs up before the
+    whole body came: a truncated body must not reach the model as if it were the request.
+    """
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length > MAX_PAYLOAD_BYTES:
         return None
-    return environ["wsgi.input"].read(length) if length else b""
+    body: bytes = environ["wsgi.input"].read(length) if length else b""
+    if len(body) < length:
+        raise ConnectionError(f"the client hung up after {len(body)} of its {length} bytes")
+    return body
 
 
 def _error(code: str, message: str, status: int = 400, extra: dict[str, Any] | None = None) -> Answer:

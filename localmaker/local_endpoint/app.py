@@ -34,7 +34,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
     ``on_stuck`` is called once when a model call runs past the timeout; under gunicorn it retires the
     worker, since a thread stuck in a forward pass cannot be stopped any other way.
     """
-    app = Flask("localmaker.local_endpoint")
+    app = Flask("localmaker.local_endpoint", static_folder=None)  # no file-serving route: the container has none
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     holder = ModelHolder(settings)
     app.extensions["localmaker.model"] = holder

@@ -84,10 +84,8 @@ class ModelExecutor:
 
         def submit(item: Any, run_batch: RunBatch) -> Any:
             nonlocal submitted
-            with self._ready:
-                self._announced -= 1
-                submitted = True
-            return self._wait(self._enqueue(_Batchable(item=item, run_batch=run_batch)))
+            submitted = True
+            return self._wait(self._enqueue(_Batchable(item=item, run_batch=run_batch), announced=True))
 
         try:
             yield submit
@@ -97,8 +95,10 @@ class ModelExecutor:
                     self._announced -= 1
                     self._ready.notify_all()
 
-    def _enqueue(self, job: _Job) -> _Job:
+    def _enqueue(self, job: _Job, announced: bool = False) -> _Job:
         with self._ready:
+            if announced:  # in the same step as the append, so a forming batch never sees it in neither place
+                self._announced -= 1
             if self._thread is None:
                 # Started on first use, in the worker process: a thread started before gunicorn forks
                 # would not exist in the workers.

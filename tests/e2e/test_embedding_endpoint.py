@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -136,7 +137,12 @@ def test_boto3_invoke_endpoint_goes_through_the_control_plane(session, qwen_endp
                                      Body=json.dumps({"inputs": ["hi"]}))
     assert answer["ContentType"] == "application/json"
     assert answer["InvokedProductionVariant"] == "AllTraffic"
-    assert len(json.loads(answer["Body"].read())["embeddings"]) == 1
+    vectors = json.loads(answer["Body"].read())["embeddings"]
+    assert len(vectors) == 1
+    as_npy = runtime.invoke_endpoint(EndpointName=qwen_endpoint.endpoint_name, ContentType="application/json",
+                                     Accept="application/x-npy", Body=json.dumps({"inputs": ["hi"]}))
+    assert as_npy["ContentType"] == "application/x-npy"
+    np.testing.assert_allclose(np.load(io.BytesIO(as_npy["Body"].read()), allow_pickle=False), vectors, atol=1e-6)
     with pytest.raises(ClientError) as caught:
         runtime.invoke_endpoint(EndpointName=qwen_endpoint.endpoint_name, ContentType="application/json",
                                 Body=b"{broken")

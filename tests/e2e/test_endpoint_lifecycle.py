@@ -34,6 +34,15 @@ pytestmark = pytest.mark.e2e
 
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311"
 BROKEN_MODEL_FN = "def model_fn(model_dir):\n    raise RuntimeError('weights are corrupt: refusing to serve')\n"
+# Answers with the body's bytes reversed, in a type of its own, and echoes the custom attributes.
+MIRROR_TRANSFORM_FN = """
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept, context):
+    context.response_custom_attributes = "echo=" + (context.custom_attributes or "")
+    return body[::-1], "application/x-mirrored"
+"""
 
 
 @dataclass
@@ -89,23 +98,25 @@ def aws(localmaker_home: Path, tiny_qwen3_dir: Path, tmp_path_factory: pytest.Te
         folder = tmp_path_factory.mktemp("artifacts")
         clients.s3.create_bucket(Bucket="models")
         clients.s3.upload_file(str(pack(tiny_qwen3_dir, folder / "model.tar.gz")), "models", "qwen/model.tar.gz")
-        clients.s3.upload_fileobj(io.BytesIO(_broken_artifact()), "models", "broken/model.tar.gz")
+        clients.s3.upload_fileobj(io.BytesIO(_code_only_artifact(BROKEN_MODEL_FN)), "models", "broken/model.tar.gz")
+        clients.s3.upload_fileobj(io.BytesIO(_code_only_artifact(MIRROR_TRANSFORM_FN)), "models", "mirror/model.tar.gz")
         clients.model("qwen", "s3://models/qwen/model.tar.gz")
         clients.model("qwen-mean", "s3://models/qwen/model.tar.gz", {"LOCALMAKER_POOLING": "mean"})
         clients.model("broken", "s3://models/broken/model.tar.gz")
+        clients.model("mirror", "s3://models/mirror/model.tar.gz")
         yield clients
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
 
 
-def _broken_artifact() -> bytes:
-    """A model.tar.gz whose model_fn raises: the update that ships it must roll back."""
+def _code_only_artifact(script: str) -> bytes:
+    """A model.tar.gz that is nothing but code/inference.py."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        script = BROKEN_MODEL_FN.encode()
+        source = script.encode()
         info = tarfile.TarInfo("code/inference.py")
-        info.size = len(script)
-        tar.addfile(info, io.BytesIO(script))
+        info.size = len(source)
+        tar.addfile(info, io.BytesIO(source))
     return buffer.getvalue()
 
 
@@ -284,3 +295,22 @@ def test_invocation_metrics_and_the_payload_limit(aws: Aws) -> None:
     aws.sagemaker.delete_model(ModelName="broken")
     with pytest.raises(ClientError):
         aws.sagemaker.describe_model(ModelName="broken")
+
+
+def test_binary_bodies_headers_and_custom_attributes_pass_through_intact(aws: Aws) -> None:
+    aws.config("mirror", "mirror")
+    aws.sagemaker.create_endpoint(EndpointName="mirror", EndpointConfigName="mirror")
+    aws.wait_in_service("mirror")
+    body = bytes(range(256)) * 64 + b"\x00\xff"  # every byte value, NULs and non-UTF-8 included
+    answer = aws.runtime.invoke_endpoint(EndpointName="mirror", ContentType="application/octet-stream",
+                                         Accept="application/x-mirrored", Body=body,
+                                         CustomAttributes="trace=abc-123")
+    assert answer["Body"].read() == body[::-1]
+    assert answer["ContentType"] == "application/x-mirrored"
+    assert answer["CustomAttributes"] == "echo=trace=abc-123"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+
+    text = aws.runtime.invoke_endpoint(EndpointName="mirror", ContentType="text/plain", Body="ünïcödé".encode())
+    assert text["Body"].read() == "ünïcödé".encode()[::-1]
+    aws.sagemaker.delete_endpoint(EndpointName="mirror")
+    aws.sagemaker.delete_endpoint_config(EndpointConfigName="mirror")

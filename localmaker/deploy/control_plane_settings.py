@@ -1,0 +1,70 @@
+"""The control plane's limits, read from the environment once, when it starts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from localmaker.errors import ConfigurationError
+from localmaker.local_endpoint.settings import DEFAULT_THREADS
+
+# An instance's gunicorn runs workers x threads requests at once (launch.py's defaults).
+DEFAULT_WORKERS = 1
+QUEUE_FACTOR = 4  # waiting requests per request in flight, unless LOCALMAKER_MAX_QUEUED_INVOCATIONS says
+
+
+def _number(environ: Mapping[str, str], name: str, minimum: float) -> float | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number; set it to one, or unset it") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={raw} must be at least {minimum:g}")
+    return value
+
+
+def _whole(environ: Mapping[str, str], name: str, minimum: int) -> int | None:
+    value = _number(environ, name, minimum)
+    if value is not None and value != int(value):
+        raise ConfigurationError(f"{name}={environ[name]!r} must be a whole number")
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    """``None`` for a per-endpoint limit means "derived from the instances that serve it"."""
+
+    max_in_flight: int | None = None
+    max_queued: int | None = None
+    queue_timeout_s: float = 60.0
+    client_timeout_s: float = 60.0
+    # What an instance inherits when its model sets neither (instances get the control plane's environment).
+    default_workers: int = DEFAULT_WORKERS
+    default_threads: int = DEFAULT_THREADS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ControlPlaneSettings:
+        defaults = cls()
+        queue_timeout = _number(environ, "LOCALMAKER_INVOCATION_QUEUE_TIMEOUT", 0)
+        client_timeout = _number(environ, "LOCALMAKER_CLIENT_TIMEOUT", 1)
+        return cls(
+            max_in_flight=_whole(environ, "LOCALMAKER_MAX_CONCURRENT_INVOCATIONS", 1),
+            max_queued=_whole(environ, "LOCALMAKER_MAX_QUEUED_INVOCATIONS", 0),
+            queue_timeout_s=defaults.queue_timeout_s if queue_timeout is None else queue_timeout,
+            client_timeout_s=defaults.client_timeout_s if client_timeout is None else client_timeout,
+            default_workers=_whole(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1) or DEFAULT_WORKERS,
+            default_threads=_whole(environ, "LOCALMAKER_SERVER_THREADS", 1) or DEFAULT_THREADS,
+        )
+
+    def instance_slots(self, model_environment: Mapping[str, str]) -> int:
+        """Requests one instance runs at once: its gunicorn workers x threads."""
+        try:
+            workers = _whole(model_environment, "SAGEMAKER_MODEL_SERVER_WORKERS", 1) or self.default_workers
+            threads = _whole(model_environment, "LOCALMAKER_SERVER_THREADS", 1) or self.default_threads
+        except ConfigurationError:  # such an instance never starts; sizing its gate must not fail a request
+            return self.default_workers * self.default_threads
+        return workers * threads

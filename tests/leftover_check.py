@@ -1,0 +1,86 @@
+"""Fails the test run when a process it started is still alive once it ends.
+
+Importing this module marks the run: every process the tests start (instances, `localmaker up`, their
+gunicorn workers, anything they start in turn) inherits ``LOCALMAKER_TEST_RUN`` with this run's own
+value, also one that left our process group or was re-parented to init. At the end, any live process
+whose environment carries that value is a leftover: it is reported, the run fails, and the process is
+killed so it cannot disturb the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.process_probe import is_alive
+
+MARKER = "LOCALMAKER_TEST_RUN"
+GRACE_ENV = "LOCALMAKER_LEFTOVER_GRACE_S"  # how long processes get to exit on their own (default 10 s)
+# Set unconditionally: a pytest run started by a test checks its own processes, not its parent's.
+RUN_ID = os.environ[MARKER] = uuid.uuid4().hex
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _carries_marker(pid: int) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or another user's
+        return False
+    return f"{MARKER}={RUN_ID}".encode() in environ.split(b"\0")
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def leftover_processes() -> dict[int, str]:
+    """Live (not zombie) processes of this run, other than pytest itself and its ancestors."""
+    ours = _ancestors()
+    return {pid: _command_line(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if pid not in ours and _carries_marker(pid) and is_alive(pid)}
+
+
+def leftovers_after_grace(grace_s: float) -> dict[int, str]:
+    """What is still alive after ``grace_s``: processes that are shutting down get that long to finish."""
+    deadline = time.monotonic() + grace_s
+    while (found := leftover_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    found = leftovers_after_grace(float(os.environ.get(GRACE_ENV, "10")))
+    if not found:
+        return
+    lines = [f"  pid {pid}: {command}" for pid, command in sorted(found.items())]
+    message = "\n".join([f"{len(found)} process(es) started by this test run outlived it (now killed):", *lines])
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "leftover processes", red=True)
+        reporter.write_line(message)
+    else:
+        print(message)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
