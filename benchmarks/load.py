@@ -11,11 +11,9 @@ side as well as the client side. Bounded in count and in time: it stops by itsel
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import signal
-import tarfile
 import tempfile
 import textwrap
 import threading
@@ -106,15 +104,12 @@ def worker_pids(master_pid: int) -> list[int]:
 def deploy_echo_endpoint(session: object, folder: Path, instances: int, workers: int) -> tuple[str, Path]:
     """An endpoint whose handler echoes request ids and records them in a ledger; returns (name, ledger)."""
     from localmaker.deploy import Model
+    from localmaker.model.artifact import pack_handler
 
-    ledger, archive = folder / "ledger.txt", folder / "model.tar.gz"
+    ledger = folder / "ledger.txt"
     folder.mkdir(parents=True, exist_ok=True)
     ledger.touch()
-    script = textwrap.dedent(ECHO_HANDLER).encode()
-    with tarfile.open(archive, "w:gz") as tar:  # the echo handler needs no weights: code/ alone
-        info = tarfile.TarInfo("code/inference.py")
-        info.size = len(script)
-        tar.addfile(info, io.BytesIO(script))
+    archive = pack_handler(textwrap.dedent(ECHO_HANDLER), folder / "model.tar.gz")
     name = f"load-{uuid.uuid4().hex[:6]}"
     Model(model_data=f"file://{archive}", role=ROLE,
           env={"LOAD_LEDGER": str(ledger), "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),

@@ -204,6 +204,16 @@ def pack(
     return output
 
 
+def pack_handler(script: str, output: Path, entry_point: str = "inference.py") -> Path:
+    """A model.tar.gz holding only ``code/<entry_point>`` with ``script``: a handler that loads no weights
+    (an echo or a stub), which starts in a fraction of the time a model does."""
+    with tempfile.TemporaryDirectory(prefix="localmaker-handler-") as scratch:
+        code = Path(scratch) / CODE_DIRNAME
+        code.mkdir()
+        (code / entry_point).write_text(script, encoding="utf-8")
+        return pack_directory(Path(scratch), output)
+
+
 def pack_directory(folder: Path, output: Path) -> Path:
     """Archive exactly what ``folder`` holds, with nothing added: a training job's ``SM_MODEL_DIR``
     (SageMaker packs it as the job's model.tar.gz) or a ``sourcedir.tar.gz`` of training code."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import tarfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from benchmarks.load import worker_pids
 from localmaker import ModelError
 from localmaker.deploy import Model
 from localmaker.deserializers import JSONDeserializer
+from localmaker.model.artifact import pack_handler
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE
 
@@ -78,13 +78,7 @@ SLOW_SCRIPT = """
 
 def _code_only_artifact(folder: Path, script: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
-    archive = folder / "model.tar.gz"
-    source = textwrap.dedent(script).encode()
-    with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo("code/inference.py")
-        info.size = len(source)
-        tar.addfile(info, io.BytesIO(source))
-    return f"file://{archive}"
+    return f"file://{pack_handler(textwrap.dedent(script), folder / 'model.tar.gz')}"
 
 
 def _deploy(session: Any, model_data: str, env: dict[str, str] | None = None) -> Any:

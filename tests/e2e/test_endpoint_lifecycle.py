@@ -3,11 +3,9 @@ blue/green updates and their rollback, live capacity changes, auto-heal, metrics
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
-import tarfile
 import threading
 import time
 import urllib.request
@@ -25,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from localmaker.deploy import FakePredictor, Session
 from localmaker.deserializers import JSONDeserializer
-from localmaker.model.artifact import pack
+from localmaker.model.artifact import pack, pack_handler
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE, aws_env, running_up
 from tests.process_probe import group_members
@@ -98,8 +96,9 @@ def aws(localmaker_home: Path, tiny_qwen3_dir: Path, tmp_path_factory: pytest.Te
         folder = tmp_path_factory.mktemp("artifacts")
         clients.s3.create_bucket(Bucket="models")
         clients.s3.upload_file(str(pack(tiny_qwen3_dir, folder / "model.tar.gz")), "models", "qwen/model.tar.gz")
-        clients.s3.upload_fileobj(io.BytesIO(_code_only_artifact(BROKEN_MODEL_FN)), "models", "broken/model.tar.gz")
-        clients.s3.upload_fileobj(io.BytesIO(_code_only_artifact(MIRROR_TRANSFORM_FN)), "models", "mirror/model.tar.gz")
+        for name, script in (("broken", BROKEN_MODEL_FN), ("mirror", MIRROR_TRANSFORM_FN)):
+            archive = pack_handler(script, folder / f"{name}.tar.gz")
+            clients.s3.upload_file(str(archive), "models", f"{name}/model.tar.gz")
         clients.model("qwen", "s3://models/qwen/model.tar.gz")
         clients.model("qwen-mean", "s3://models/qwen/model.tar.gz", {"LOCALMAKER_POOLING": "mean"})
         clients.model("broken", "s3://models/broken/model.tar.gz")
@@ -107,17 +106,6 @@ def aws(localmaker_home: Path, tiny_qwen3_dir: Path, tmp_path_factory: pytest.Te
         yield clients
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-
-
-def _code_only_artifact(script: str) -> bytes:
-    """A model.tar.gz that is nothing but code/inference.py."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        source = script.encode()
-        info = tarfile.TarInfo("code/inference.py")
-        info.size = len(source)
-        tar.addfile(info, io.BytesIO(source))
-    return buffer.getvalue()
 
 
 class Traffic:

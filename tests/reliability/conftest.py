@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import tarfile
 import textwrap
 import time
 import uuid
@@ -20,6 +18,7 @@ from botocore.config import Config
 from localmaker.deploy import Model, Session
 from localmaker.deploy.control_plane import ControlPlane
 from localmaker.deploy.control_plane_settings import ControlPlaneSettings
+from localmaker.model.artifact import pack_handler
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 
@@ -53,13 +52,7 @@ HOLD_HANDLER = """
 def code_only_archive(folder: Path, handler: str) -> Path:
     """A model.tar.gz holding nothing but code/inference.py: no weights to load, so it starts in seconds."""
     folder.mkdir(parents=True, exist_ok=True)
-    archive = folder / "model.tar.gz"
-    script = textwrap.dedent(handler).encode()
-    with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo("code/inference.py")
-        info.size = len(script)
-        tar.addfile(info, io.BytesIO(script))
-    return archive
+    return pack_handler(textwrap.dedent(handler), folder / "model.tar.gz")
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
