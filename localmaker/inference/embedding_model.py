@@ -216,8 +216,13 @@ class TokenizedText:
         return len(self.features["input_ids"])
 
 
+# A row shorter than this share of its group's longest starts a new group: padding stays under ~30%.
+MIN_FILL = 0.7
+
+
 def token_budget_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
-    """Indices grouped longest first, each group at most ``max_rows`` rows and ``max_tokens`` padded tokens.
+    """Indices grouped longest first, each group at most ``max_rows`` rows and ``max_tokens`` padded tokens,
+    and no row much shorter than its group's longest (padding is compute spent on nothing).
 
     A single text longer than the budget still gets a batch of its own.
     """
@@ -226,7 +231,9 @@ def token_budget_batches(lengths: Sequence[int], max_rows: int, max_tokens: int)
     for index in order:
         current = batches[-1] if batches else None
         # Longest first, so the group's padded width is its first row's length.
-        if current and len(current) < max_rows and lengths[current[0]] * (len(current) + 1) <= max_tokens:
+        width = lengths[current[0]] if current else 0
+        if (current and len(current) < max_rows and width * (len(current) + 1) <= max_tokens
+                and lengths[index] >= MIN_FILL * width):
             current.append(index)
         else:
             batches.append([index])
