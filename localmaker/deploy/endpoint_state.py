@@ -123,6 +123,11 @@ class LocalEndpoint:
                 raise NoInstanceInService(variant.spec.variant_name)
             return variant, instance
 
+    def serves_from(self, instance: ServingInstance) -> bool:
+        """Whether ``instance`` is still in the serving fleet's rotation (not swapped out or scaled away)."""
+        with self.lock:
+            return any(instance is i and i.in_rotation for v in self.variants for i in v.instances)
+
     def take_out_of_rotation(self, instance: ServingInstance) -> None:
         with self.lock:
             instance.in_rotation = False

@@ -95,6 +95,16 @@ class InvocationProxy:
                 logger.warning("instance %s of %s is unreachable; sending to another", instance.process.instance_id,
                                name)
                 continue
+            except urllib3.exceptions.ProtocolError as exc:
+                if not endpoint.serves_from(instance):
+                    # It was swapped out or scaled away while this request was on its way: a draining
+                    # gunicorn closes only idle kept-alive connections, so the request was never read.
+                    logger.info("instance %s of %s left the fleet mid-send; sending to another",
+                                instance.process.instance_id, name)
+                    continue
+                logger.error("instance %s of %s did not answer: %s", instance.process.instance_id, name, exc)
+                self._record(name, variant_name, 500, None, started)
+                return _model_error(name, 500, f"the instance did not answer: {exc}")
             except urllib3.exceptions.HTTPError as exc:
                 logger.error("instance %s of %s did not answer: %s", instance.process.instance_id, name, exc)
                 self._record(name, variant_name, 500, None, started)

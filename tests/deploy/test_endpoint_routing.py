@@ -57,3 +57,14 @@ def test_instance_ids_never_repeat():
     endpoint = LocalEndpoint("e", Path("."), "c")
     assert [endpoint.next_instance_id("AllTraffic") for _ in range(3)] == ["AllTraffic-0", "AllTraffic-1",
                                                                           "AllTraffic-2"]
+
+
+def test_an_instance_swapped_out_or_taken_out_no_longer_serves():
+    blue = _variant("A", 2)
+    endpoint = LocalEndpoint("e", Path("."), "c", variants=[blue])
+    first, second = blue.instances
+    assert endpoint.serves_from(first) and endpoint.serves_from(second)
+    endpoint.take_out_of_rotation(first)
+    assert not endpoint.serves_from(first) and endpoint.serves_from(second)
+    endpoint.variants = [_variant("A", 1)]  # a blue/green swap: the old fleet is gone, flags and all
+    assert not endpoint.serves_from(second)
