@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from localmaker.errors import ConfigurationError
-from localmaker.local_endpoint.settings import DEFAULT_THREADS
+from localmaker.local_endpoint.settings import DEFAULT_THREADS, server_size
 
 # An instance's gunicorn runs workers x threads requests at once (launch.py's defaults).
 DEFAULT_WORKERS = 1
@@ -56,15 +57,18 @@ class ControlPlaneSettings:
             max_queued=_whole(environ, "LOCALMAKER_MAX_QUEUED_INVOCATIONS", 0),
             queue_timeout_s=defaults.queue_timeout_s if queue_timeout is None else queue_timeout,
             client_timeout_s=defaults.client_timeout_s if client_timeout is None else client_timeout,
-            default_workers=_whole(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1) or DEFAULT_WORKERS,
-            default_threads=_whole(environ, "LOCALMAKER_SERVER_THREADS", 1) or DEFAULT_THREADS,
-        )
+        )._with_server_size(environ)
+
+    def _with_server_size(self, environ: Mapping[str, str]) -> ControlPlaneSettings:
+        workers, threads = server_size(environ)
+        return dataclasses.replace(self, default_workers=workers, default_threads=threads)
 
     def instance_slots(self, model_environment: Mapping[str, str]) -> int:
         """Requests one instance runs at once: its gunicorn workers x threads."""
+        inherited = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(self.default_workers),
+                     "LOCALMAKER_SERVER_THREADS": str(self.default_threads)}
         try:
-            workers = _whole(model_environment, "SAGEMAKER_MODEL_SERVER_WORKERS", 1) or self.default_workers
-            threads = _whole(model_environment, "LOCALMAKER_SERVER_THREADS", 1) or self.default_threads
+            workers, threads = server_size({**inherited, **model_environment})
         except ConfigurationError:  # such an instance never starts; sizing its gate must not fail a request
             return self.default_workers * self.default_threads
         return workers * threads

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import localmaker
 from localmaker.local_endpoint import gunicorn_conf
-from localmaker.local_endpoint.settings import DEFAULT_THREADS
+from localmaker.local_endpoint.settings import model_server_timeout, server_size
 
 WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 
@@ -29,14 +29,16 @@ def instance_environment(model_dir: Path, log_file: Path | None, extra: Mapping[
 
 
 def gunicorn_command(bind: str, env: Mapping[str, str], log_file: Path | None) -> list[str]:
-    """gunicorn serving the container app, sized by SageMaker's model-server variables."""
+    """gunicorn serving the container app, sized by SageMaker's model-server variables (a bad value is a
+    ConfigurationError here, naming the variable, rather than a gunicorn that fails to start)."""
+    workers, threads = server_size(env)
     command = [
         sys.executable, "-m", "gunicorn",
         "--config", gunicorn_conf.__file__,
         "--bind", bind,
-        "--workers", env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"),
-        "--threads", env.get("LOCALMAKER_SERVER_THREADS", str(DEFAULT_THREADS)),
-        "--timeout", env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60"),
+        "--workers", str(workers),
+        "--threads", str(threads),
+        "--timeout", str(model_server_timeout(env)),
     ]
     if log_file is not None:
         command += ["--error-logfile", str(log_file), "--access-logfile", str(log_file)]

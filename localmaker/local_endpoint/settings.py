@@ -12,6 +12,7 @@ from localmaker.errors import ConfigurationError
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints reject larger bodies
 DEFAULT_PROGRAM = "inference.py"
 DEFAULT_THREADS = 32
+DEFAULT_TIMEOUT_S = 60
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_DELAY_MS = 10
 
@@ -29,6 +30,19 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     return value
 
 
+def server_size(environ: Mapping[str, str]) -> tuple[int, int]:
+    """gunicorn workers, and threads per worker, of an instance with this environment.
+
+    One reading for the worker's settings, the gunicorn command line and the control plane's capacity.
+    """
+    return (_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
+            _int(environ, "LOCALMAKER_SERVER_THREADS", DEFAULT_THREADS))
+
+
+def model_server_timeout(environ: Mapping[str, str]) -> int:
+    return _int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_S)
+
+
 @dataclass(frozen=True)
 class EndpointSettings:
     model_dir: Path
@@ -37,7 +51,7 @@ class EndpointSettings:
     workers: int = 1
     # Request threads per worker: enough for a full batch to gather; they wait on one model thread.
     threads: int = DEFAULT_THREADS
-    timeout_s: int = 60
+    timeout_s: int = DEFAULT_TIMEOUT_S
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     # Batching applies to handlers with predict_batch_fn; a lone request waits for nobody.
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -53,13 +67,14 @@ class EndpointSettings:
         model_dir = Path(environ.get("SM_MODEL_DIR") or environ.get("LOCALMAKER_MODEL_DIR") or "/opt/ml/model")
         code_dir = Path(environ.get("LOCALMAKER_CODE_DIR") or model_dir / "code")
         log_file = environ.get("LOCALMAKER_LOG_FILE")
+        workers, threads = server_size(environ)
         return cls(
             model_dir=model_dir,
             code_dir=code_dir,
             program=environ.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM,
-            workers=_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
-            threads=_int(environ, "LOCALMAKER_SERVER_THREADS", DEFAULT_THREADS),
-            timeout_s=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+            workers=workers,
+            threads=threads,
+            timeout_s=model_server_timeout(environ),
             batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", DEFAULT_BATCH_SIZE),
             max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", DEFAULT_BATCH_DELAY_MS, minimum=0),
             log_file=Path(log_file) if log_file else None,
