@@ -5,6 +5,10 @@ gunicorn workers, anything they start in turn) inherits ``LOCALMAKER_TEST_RUN`` 
 value, also one that left our process group or was re-parented to init. At the end, any live process
 whose environment carries that value is a leftover: it is reported, the run fails, and the process is
 killed so it cannot disturb the next run.
+
+A live descendant of this pytest process is a leftover too, whatever its environment says: that
+catches what the marker would miss where /proc/PID/environ cannot be read, or a child started with an
+environment of its own.
 """
 
 from __future__ import annotations
@@ -26,23 +30,32 @@ GRACE_ENV = "LOCALMAKER_LEFTOVER_GRACE_S"  # how long processes get to exit on t
 RUN_ID = os.environ[MARKER] = uuid.uuid4().hex
 
 
-def _ancestors() -> set[int]:
-    pids, pid = set(), os.getpid()
-    while pid > 1:
-        pids.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _ancestors(pid: int) -> set[int]:
+    pids: set[int] = set()
+    current: int | None = pid
+    while current is not None and current > 1 and current not in pids:
+        pids.add(current)
+        current = _parent(current)
     return pids
 
 
 def _carries_marker(pid: int) -> bool:
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or another user's
+    except OSError:  # gone, another user's, or not readable in this sandbox
         return False
     return f"{MARKER}={RUN_ID}".encode() in environ.split(b"\0")
+
+
+def _is_ours(pid: int) -> bool:
+    return os.getpid() in _ancestors(pid) - {pid} or _carries_marker(pid)
 
 
 def _command_line(pid: int) -> str:
@@ -54,9 +67,9 @@ def _command_line(pid: int) -> str:
 
 def leftover_processes() -> dict[int, str]:
     """Live (not zombie) processes of this run, other than pytest itself and its ancestors."""
-    ours = _ancestors()
+    pytest_and_its_parents = _ancestors(os.getpid())
     return {pid: _command_line(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-            if pid not in ours and _carries_marker(pid) and is_alive(pid)}
+            if pid not in pytest_and_its_parents and _is_ours(pid) and is_alive(pid)}
 
 
 def leftovers_after_grace(grace_s: float) -> dict[int, str]:
