@@ -46,9 +46,9 @@ def run_demo(args: argparse.Namespace) -> int:
             output.write_bytes(png)
             print(f"Saved the image to {output.resolve()}")
             if args.sd_model == "tiny-sd":
-                print("Note: the offline default 'tiny-sd' is a random-weight tiny pipeline (the real SD1.5 classes, "
-                      "untrained), so the image is noise. Run `localmaker demo --sd-model DIR` with a Stable "
-                      "Diffusion v1.5 directory for a real picture.")
+                print("Note: the offline default 'tiny-sd' is a tiny pipeline of the real SD1.5 classes, fitted "
+                      "only to smooth colour fields, so the image is soft colour blobs, not an astronaut. Run "
+                      "`localmaker demo --sd-model DIR` with a Stable Diffusion v1.5 directory for a real picture.")
             print()
         print("[localmaker] Endpoints deleted; every instance process has been stopped.")
     return 0

@@ -22,8 +22,10 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 class FakePredictor:
-    """Calls ``/invocations`` on the endpoint's instances, round-robin, without the runtime hop; on a
-    ``target="aws"`` session, which has no instances to reach, calls InvokeEndpoint as the SDK does.
+    """Calls ``/invocations`` on the endpoint's instances, round-robin, without the runtime hop, when the
+    endpoint has one variant and the call names no target. Otherwise it calls InvokeEndpoint as the SDK
+    does: the control plane routes by ``TargetVariant`` and variant weights, and a ``target="aws"``
+    session has no instances to reach.
 
     Errors from the container raise :class:`localmaker.ModelError` with the container's status and
     message, the way botocore's ModelError reports them.
@@ -40,6 +42,7 @@ class FakePredictor:
         self._timeout_s = timeout_s
         self._http = urllib3.PoolManager(maxsize=8, retries=False)
         self._urls: list[str] = []
+        self._variant_count = 0
         self._turn: Any = None
         self._lock = threading.Lock()
         self.last_response_headers: dict[str, str] = {}
@@ -56,11 +59,16 @@ class FakePredictor:
     def instance_urls(self) -> list[str]:
         self.sagemaker_session.require_local("FakePredictor.instance_urls")
         with self._lock:
-            if not self._urls:
-                info = self.sagemaker_session.local_endpoint(self.endpoint_name)
-                self._urls = [i["Url"] for v in info["Variants"] for i in v["Instances"]]
-                self._turn = itertools.cycle(range(len(self._urls)))
+            self._learn_the_fleet()
             return list(self._urls)
+
+    def _learn_the_fleet(self) -> None:
+        """Ask the control plane for the instances, unless known; the caller holds the lock."""
+        if not self._urls:
+            info = self.sagemaker_session.local_endpoint(self.endpoint_name)
+            self._urls = [i["Url"] for v in info["Variants"] for i in v["Instances"]]
+            self._variant_count = len(info["Variants"])
+            self._turn = itertools.cycle(range(len(self._urls)))
 
     def _next_url(self) -> str:
         urls = self.instance_urls
@@ -84,15 +92,21 @@ class FakePredictor:
         body = self.serializer.serialize(data)
         if isinstance(body, str):
             body = body.encode("utf-8")
-        if not self.sagemaker_session.is_local:
-            routing = {"TargetModel": target_model, "TargetVariant": target_variant, "InferenceId": inference_id}
-            return self._invoke_endpoint(body, headers, {k: v for k, v in routing.items() if v is not None})
+        routing = {name: value for name, value in (("TargetModel", target_model), ("TargetVariant", target_variant),
+                                                   ("InferenceId", inference_id)) if value is not None}
+        if not self.sagemaker_session.is_local or routing or self._has_several_variants():
+            return self._invoke_endpoint(body, headers, routing)
         answer = self._post_to_an_instance(body, headers)
         if answer.status >= 400:
             raise ModelError(answer.status, _error_message(answer.data), self.endpoint_name)
         self.last_response_headers = dict(answer.headers)
         content_type = answer.headers.get("Content-Type", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer.data), content_type)
+
+    def _has_several_variants(self) -> bool:
+        with self._lock:
+            self._learn_the_fleet()
+            return self._variant_count > 1
 
     def _post_to_an_instance(self, body: bytes, headers: dict[str, str]) -> Any:
         """POST to the next instance; when it cannot be reached, ask the control plane again.

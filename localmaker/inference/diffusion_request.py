@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffusion_schedulers import SCHEDULER_NAMES
-from request_checks import check_keys, check_text, is_int, is_number, type_name
+from request_checks import as_int, check_keys, check_text, is_number, type_name
 from serving_errors import InvalidInput
 
 REQUEST_KEYS = ("inputs", "parameters")
@@ -77,12 +77,13 @@ def _int_in_range(params: dict[str, Any], name: str, bounds: tuple[int, int], ex
     if value is None:
         return None
     low, high = bounds
-    if not is_int(value) or not low <= value <= high:
+    whole = as_int(value)
+    if whole is None or not low <= whole <= high:
         raise InvalidInput(
             f'"parameters.{name}" must be an integer from {low} to {high}, got {value!r} ({type_name(value)}): '
             f"send e.g. {example}, or omit it."
         )
-    return int(value)
+    return whole
 
 
 def _number_in_range(params: dict[str, Any], name: str, bounds: tuple[float, float], example: float) -> float | None:
@@ -103,12 +104,13 @@ def _size(params: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     low, high = SIZE_RANGE
-    if not is_int(value) or not low <= value <= high or value % SIZE_MULTIPLE:
+    whole = as_int(value)
+    if whole is None or not low <= whole <= high or whole % SIZE_MULTIPLE:
         raise InvalidInput(
             f'"parameters.{name}" must be a multiple of {SIZE_MULTIPLE} from {low} to {high}, got {value!r}: '
             "send e.g. 512, or omit it for the model's native size."
         )
-    return int(value)
+    return whole
 
 
 def _prompt(body: dict[str, Any]) -> str:

@@ -20,6 +20,16 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def as_int(value: Any) -> int | None:
+    """The whole number a JSON value stands for, or None. JSON has one number type, so ``20.0`` is 20 as
+    much as ``20`` is (JSON Schema's "integer" agrees); ``20.5``, ``true`` and ``"20"`` are not."""
+    if is_int(value):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
 def is_number(value: Any) -> bool:
     """A finite JSON number. Only floats go through ``math.isfinite``: it converts an int to float first, and
     an integer literal of 400 digits, valid JSON, would raise OverflowError there (a 500) instead of failing

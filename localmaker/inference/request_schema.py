@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from request_checks import check_keys, check_text, is_int, type_name
+from request_checks import as_int, check_keys, check_text, type_name
 from serving_errors import InvalidInput
 
 DEFAULT_TOP_K = 5
@@ -81,10 +81,13 @@ def parse_parameters(value: Any) -> EmbedParameters:
         )
     check_keys(value, PARAMETER_KEYS, '"parameters"')
     dimensions = value.get("dimensions")
-    if dimensions is not None and (not is_int(dimensions) or dimensions < 1):
-        raise InvalidInput(
-            f'"parameters.dimensions" must be a positive integer, got {dimensions!r}: send e.g. 256 or omit it.'
-        )
+    if dimensions is not None:
+        whole = as_int(dimensions)
+        if whole is None or whole < 1:
+            raise InvalidInput(
+                f'"parameters.dimensions" must be a positive integer, got {dimensions!r}: send e.g. 256 or omit it.'
+            )
+        dimensions = whole
     prompt_name = value.get("prompt_name")
     if prompt_name is not None and not isinstance(prompt_name, str):
         raise InvalidInput(
@@ -105,10 +108,12 @@ def _parse_search(body: dict[str, Any]) -> SearchRequest:
     documents = body.get("documents")
     if documents is not None:
         documents = _text_list(documents, "documents", allow_single=False)
-    top_k = body.get("top_k", DEFAULT_TOP_K)
-    if not is_int(top_k) or top_k < 1:
+    sent_top_k = body.get("top_k", DEFAULT_TOP_K)
+    top_k = as_int(sent_top_k)
+    if top_k is None or top_k < 1:
         raise InvalidInput(
-            f'"top_k" must be an integer of at least 1, got {top_k!r}: send e.g. 5, or omit it for {DEFAULT_TOP_K}.'
+            f'"top_k" must be an integer of at least 1, got {sent_top_k!r}: '
+            f"send e.g. 5, or omit it for {DEFAULT_TOP_K}."
         )
     parameters = parse_parameters(body.get("parameters"))
     if not parameters.normalize:

@@ -1,4 +1,4 @@
-"""Build a tiny, random-weight Stable Diffusion v1.5 look-alike, offline and deterministically.
+"""Build a tiny Stable Diffusion v1.5 look-alike, offline and deterministically.
 
 Tests and the offline demo need a pipeline directory that goes through exactly the code path real
 SD1.5 takes (``StableDiffusionPipeline.from_pretrained`` reading ``model_index.json`` and one folder
@@ -6,7 +6,8 @@ per component), but cannot download anything and must build in seconds on two co
 component classes get tiny seeded configs, as in diffusers' own pipeline tests, and the tokenizer is
 a genuine CLIP BPE (lowercased, ``</w>`` word ends, CLIP's vocab layout) trained here on a few dozen
 built-in prompts. The scheduler is SD1.5's PNDM config verbatim, so step counts and timesteps match
-the real model.
+the real model. The VAE is a hand-set colour codec and the UNet gets a short seeded fit on smooth
+colour fields (``tiny_sd_prior``), so its images are soft colour blobs rather than noise.
 """
 
 from __future__ import annotations

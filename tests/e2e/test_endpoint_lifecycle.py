@@ -302,3 +302,24 @@ def test_binary_bodies_headers_and_custom_attributes_pass_through_intact(aws: Aw
     assert text["Body"].read() == "ünïcödé".encode()[::-1]
     aws.sagemaker.delete_endpoint(EndpointName="mirror")
     aws.sagemaker.delete_endpoint_config(EndpointConfigName="mirror")
+
+
+def test_fake_predictor_routes_by_target_variant_and_weight(aws: Aws) -> None:
+    aws.sagemaker.create_endpoint_config(EndpointConfigName="two-variants", ProductionVariants=[
+        {"VariantName": name, "ModelName": "mirror", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
+         "InitialVariantWeight": weight} for name, weight in (("Primary", 1.0), ("Shadowless", 0.0))])
+    aws.sagemaker.create_endpoint(EndpointName="two-variants", EndpointConfigName="two-variants")
+    aws.wait_in_service("two-variants")
+    session = Session(endpoint_url=aws.url)
+    predictor = FakePredictor("two-variants", session)
+
+    def answered_by(**target: str) -> str:
+        assert predictor.predict(b"abc", initial_args={"ContentType": "application/octet-stream"}, **target) == b"cba"
+        return predictor.last_response_headers["x-amzn-invoked-production-variant"]
+
+    assert {answered_by() for _ in range(8)} == {"Primary"}  # weight 0 takes no traffic
+    assert {answered_by(target_variant="Shadowless") for _ in range(3)} == {"Shadowless"}
+    with pytest.raises(ClientError, match="Shadowy"):
+        predictor.predict(b"abc", target_variant="Shadowy")
+    predictor.delete_endpoint()
+    session.close()

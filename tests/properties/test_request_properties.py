@@ -8,6 +8,7 @@ the one the handler raises. Bodies are what json.loads can return, which include
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -445,14 +446,28 @@ def test_image_sizes_off_the_multiple_are_refused_naming_it(name: str, size: int
     assert f'"parameters.{name}"' in err.message and f"multiple of {diffusion.SIZE_MULTIPLE}" in err.message
 
 
+INTEGER_FIELDS = ["num_inference_steps", "seed", "num_images_per_prompt", "height", "width"]
+
+
 @bounded(60)
 @given(
-    st.sampled_from(["num_inference_steps", "seed", "num_images_per_prompt", "height", "width"]),
-    st.booleans() | st.integers(min_value=1, max_value=150).map(float) | st.integers(1, 150).map(str),
+    st.sampled_from(INTEGER_FIELDS),
+    st.booleans() | st.integers(1, 150).map(lambda n: n + 0.5) | st.integers(1, 150).map(str),
 )
-def test_integer_fields_refuse_booleans_floats_and_strings(name: str, value: Any) -> None:
+def test_integer_fields_refuse_booleans_fractions_and_strings(name: str, value: Any) -> None:
     err = _refusal(diffusion.parse_diffusion_request, {"inputs": "x", "parameters": {name: value}})
     assert f'"parameters.{name}"' in err.message
+
+
+@bounded(60)
+@given(st.sampled_from(INTEGER_FIELDS), st.integers(min_value=1, max_value=8))
+def test_a_whole_number_written_as_a_float_is_that_integer(name: str, small: int) -> None:
+    value = small * diffusion.SIZE_MULTIPLE * 8 if name in ("height", "width") else small
+    sent = json.dumps({"inputs": "x", "parameters": {name: float(value)}})  # "20.0" on the wire
+    as_float = diffusion.parse_diffusion_request(json.loads(sent))
+    as_int = diffusion.parse_diffusion_request({"inputs": "x", "parameters": {name: value}})
+    assert as_float == as_int
+    assert type(getattr(as_float.parameters, name)) is int
 
 
 @bounded(60)
@@ -500,3 +515,15 @@ def test_text_check_refuses_exactly_what_utf8_cannot_carry(value: str) -> None:
     err = _refusal(lambda text: checks.check_text(text, "inputs"), value)
     assert '"inputs"' in err.message and "surrogate" in err.message
     assert _encodes(err.message)  # the message itself goes out in a UTF-8 JSON error body
+
+
+@bounded(30)
+@given(st.integers(min_value=1, max_value=10_000))
+def test_top_k_and_dimensions_written_as_floats_are_those_integers(n: int) -> None:
+    search = embedding.parse_embedding_request({"query": "q", "documents": ["a"], "top_k": float(n)})
+    embed = embedding.parse_embedding_request({"inputs": "x", "parameters": {"dimensions": float(n)}})
+    assert type(search.top_k) is int and search.top_k == n
+    assert type(embed.parameters.dimensions) is int and embed.parameters.dimensions == n
+    for fraction in ({"query": "q", "documents": ["a"], "top_k": n + 0.5},
+                     {"inputs": "x", "parameters": {"dimensions": n + 0.5}}):
+        _refusal(embedding.parse_embedding_request, fraction)
