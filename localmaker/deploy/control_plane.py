@@ -31,7 +31,7 @@ from localmaker.deploy.log_shipper import LogShipper
 from localmaker.deploy.s3_urls import parse_s3_url
 from localmaker.deploy.training_actions import TrainingActions
 from localmaker.deploy.training_runtime import TrainingRuntime
-from localmaker.deploy.wire import Answer, Environ, Moto, StartResponse, read_body
+from localmaker.deploy.wire import Answer, BodyTooLarge, Environ, MalformedBody, Moto, StartResponse, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 # moto's own management API (reset all state, record to and replay from a file in the working directory,
 # change its config): a debugging aid for moto, not part of AWS, and not for whoever can reach this port.
 _MOTO_MANAGEMENT = "/moto-api"
+# SageMaker API calls are small JSON documents; a bigger body is a mistake or an attack, not a request.
+MAX_API_BODY_BYTES = 4 * 1024 * 1024
 
 
 class ControlPlaneApp:
@@ -70,14 +72,30 @@ class ControlPlaneApp:
         if action is None:
             return self._moto(environ, start_response)
         try:
-            request = json.loads(read_body(environ) or b"{}")
+            raw = read_body(environ, MAX_API_BODY_BYTES)
+        except (MalformedBody, BodyTooLarge) as exc:
+            return Answer.error("ValidationException", str(exc)).send(start_response)
+        except OSError as exc:
+            return Answer.error("RequestTimeout", f"the request body did not arrive whole: {exc}",
+                                408).send(start_response)
+        try:
+            request = json.loads(raw or b"{}")
         except ValueError:
             return self._moto(environ, start_response)  # moto answers malformed JSON as AWS would
+        if not isinstance(request, dict):
+            return Answer.error("SerializationException", f"the body of {target} must be a JSON object, "
+                                f"got {type(request).__name__}").send(start_response)
 
         def forward(replacement: dict[str, Any] | None = None) -> Any:
             return self._moto.forward(environ, replacement)
 
-        return action(request, forward).send(start_response)
+        try:
+            answer = action(request, forward)
+        except Exception:  # noqa: BLE001 - a bug of ours answers like AWS's InternalFailure, never a traceback
+            logger.exception("%s failed", target)
+            answer = Answer.error("InternalFailure", f"{target} failed inside localmaker; the control plane's "
+                                                     "log has the details", 500)
+        return answer.send(start_response)
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
@@ -118,8 +136,9 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        address, port = self._server.server_address[:2]
+        host = str(address)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 literal: [::1]
 
     def client(self, service: str) -> Any:
         with self._clients_lock:
@@ -141,18 +160,21 @@ class ControlPlane:
         return self
 
     def serve_until_signalled(self) -> None:
-        """Serve in the calling thread (``localmaker up``) until SIGINT or SIGTERM, then stop everything.
+        """Serve (``localmaker up``) until SIGINT or SIGTERM, then stop everything.
 
-        The server is shut down from another thread: ``shutdown()`` waits for ``serve_forever`` to
-        return, so calling it from the serving thread itself would wait forever.
+        The server runs in its background thread while this one waits for the signal, so it is still
+        listening while ``stop()`` drains the instances and ships their last logs and metrics through it.
         """
+        stop_requested = threading.Event()
+
         def request_stop(signum: int, _frame: Any) -> None:
             logger.info("received signal %d: stopping", signum)
-            threading.Thread(target=self._server.shutdown, name="control-plane-shutdown", daemon=True).start()
+            stop_requested.set()
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._server.serve_forever()
+            self.start()
+            stop_requested.wait()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -164,7 +186,7 @@ class ControlPlane:
         self.runtime.shutdown()
         self.logs.stop()
         self.metrics.stop()
-        if self._thread is not None:  # embedded mode; in `up` the serving loop has already returned
+        if self._thread is not None:
             self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

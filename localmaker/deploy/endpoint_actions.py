@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,8 @@ class EndpointActions:
         self.runtime = runtime
         self._aws = aws  # boto3 clients that talk to this very control plane, for what moto recorded
         self._types = InstanceTypeLedger()
+        self._creating: set[str] = set()
+        self._creating_lock = threading.Lock()
 
     def actions(self) -> dict[str, Action]:
         return {
@@ -41,8 +45,21 @@ class EndpointActions:
 
     def create_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
         name = str(request.get("EndpointName", ""))
-        if self.runtime.get(name) is not None:
+        # Two concurrent calls for one name: exactly one proceeds, so a loser's cleanup below can never
+        # delete the winner's endpoint.
+        with self._creating_lock:
+            taken = name in self._creating or self.runtime.get(name) is not None
+            if not taken:
+                self._creating.add(name)
+        if taken:
             return Answer.error("ValidationException", f"Cannot create already existing endpoint \"{name}\".")
+        try:
+            return self._create_endpoint(name, request, forward)
+        finally:
+            with self._creating_lock:
+                self._creating.discard(name)
+
+    def _create_endpoint(self, name: str, request: dict[str, Any], forward: Forward) -> Answer:
         answer = forward()
         if not answer.ok:
             return answer
@@ -65,6 +82,10 @@ class EndpointActions:
             if "ModelDataUrl" not in container:
                 raise ValueError(f"model {variant['ModelName']!r} has no ModelDataUrl; "
                                  "point it at a model.tar.gz in S3")
+            if "InstanceType" not in variant:
+                raise ValueError(f"variant {variant['VariantName']!r} has no InstanceType (a ServerlessConfig "
+                                 "variant?): localmaker simulates instance-backed real-time endpoints only; "
+                                 "give it InstanceType and InitialInstanceCount")
             variants.append(VariantSpec(
                 variant_name=variant["VariantName"],
                 model_name=variant["ModelName"],
@@ -125,14 +146,15 @@ class EndpointActions:
     def update_weights_and_capacities(self, request: dict[str, Any], forward: Forward) -> Answer:
         name = str(request.get("EndpointName", ""))
         desired: dict[str, tuple[float | None, int | None]] = {}
-        for item in request.get("DesiredWeightsAndCapacities") or []:
-            count = item.get("DesiredInstanceCount")
-            if count is not None and int(count) < 1:
-                return Answer.error("ValidationException", "DesiredInstanceCount must be at least 1 for a "
-                                                           "real-time endpoint; delete the endpoint to stop it")
-            weight = item.get("DesiredWeight")
-            desired[str(item.get("VariantName", ""))] = (None if weight is None else float(weight),
-                                                         None if count is None else int(count))
+        try:
+            for item in request.get("DesiredWeightsAndCapacities") or []:
+                count = item.get("DesiredInstanceCount")
+                weight = item.get("DesiredWeight")
+                desired[str(item.get("VariantName", ""))] = (
+                    None if weight is None else variant_weight(weight, "DesiredWeight"),
+                    None if count is None else instance_count(count, "DesiredInstanceCount"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return Answer.error("ValidationException", str(exc))
         endpoint = self.runtime.get(name)
         if endpoint is not None and endpoint.status is not EndpointStatus.IN_SERVICE:
             return Answer.error("ValidationException", f"Cannot update in-progress endpoint \"{name}\": it is "
@@ -154,6 +176,14 @@ class EndpointActions:
 
     def create_endpoint_config(self, request: dict[str, Any], forward: Forward) -> Answer:
         try:
+            for variant in request.get("ProductionVariants") or []:
+                if "InitialVariantWeight" in variant:
+                    variant_weight(variant["InitialVariantWeight"], "InitialVariantWeight")
+                if "InitialInstanceCount" in variant:
+                    instance_count(variant["InitialInstanceCount"], "InitialInstanceCount")
+        except (ValueError, TypeError) as exc:
+            return Answer.error("ValidationException", str(exc))
+        try:
             recorded = self._types.record(request)
         except ConfigurationError as exc:
             return Answer.error("ValidationException", str(exc))
@@ -173,3 +203,28 @@ class EndpointActions:
         if answer.ok:
             self._types.forget(str(request.get("EndpointConfigName", "")))
         return answer
+
+
+def variant_weight(raw: Any, field: str) -> float:
+    """A variant's share of traffic: a finite number of at least 0 (AWS's own bound)."""
+    weight = _number(raw, field)
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"{field} must be a finite number of at least 0, got {raw!r}")
+    return weight
+
+
+def instance_count(raw: Any, field: str) -> int:
+    count = _number(raw, field)
+    if not count.is_integer() or count < 1:
+        raise ValueError(f"{field} must be a whole number of at least 1 for a real-time endpoint, got {raw!r}; "
+                         "delete the endpoint to stop it")
+    return int(count)
+
+
+def _number(raw: Any, field: str) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"{field} must be a number, got {raw!r}")
+    try:
+        return float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{field} must be a number, got {raw!r}") from None

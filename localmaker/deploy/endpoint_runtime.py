@@ -26,7 +26,7 @@ from localmaker.deploy.endpoint_state import (
     VariantSpec,
 )
 from localmaker.deploy.images import unsupported_image_reason
-from localmaker.deploy.instance_process import InstanceProcess
+from localmaker.deploy.instance_process import STOP_GRACE_S, InstanceProcess
 from localmaker.deploy.instance_types import lookup
 from localmaker.deploy.log_shipper import ENDPOINT_GROUP, LogShipper
 from localmaker.deploy.placement import place
@@ -160,8 +160,9 @@ class EndpointRuntime:
                 endpoint.config_name = config_name
                 endpoint.status = EndpointStatus.IN_SERVICE
             logger.info("endpoint %s now serves config %s", endpoint.name, config_name)
-            # gunicorn drains requests already in flight on SIGTERM, so none is cut off by the swap.
-            self._retire(endpoint, [i for v in blue for i in v.instances])
+            # gunicorn drains requests in flight on SIGTERM for up to the model-server timeout (its
+            # --graceful-timeout), and the retirement waits that long, so the swap cuts none off.
+            self._retire(endpoint, [i for v in blue for i in v.instances], drain=True)
             for variant in blue:
                 shutil.rmtree(variant.model_dir, ignore_errors=True)
 
@@ -196,7 +197,7 @@ class EndpointRuntime:
                         for instance in variant.instances[count:]:
                             instance.in_rotation = False
             self._forget(endpoint, surplus)
-            self._retire(endpoint, surplus)
+            self._retire(endpoint, surplus, drain=True)
             self._settle(endpoint, EndpointStatus.UPDATING, EndpointStatus.IN_SERVICE)
 
     def _heal(self, endpoint: LocalEndpoint) -> None:
@@ -212,16 +213,15 @@ class EndpointRuntime:
                            instance.process.instance_id, endpoint.name, instance.process.exited())
         self._forget(endpoint, dead)
         self._retire(endpoint, dead)
+        replacements: list[ServingInstance] = []
         try:
-            replacements = [self._launch(endpoint, variant) for variant in list(endpoint.variants)
-                            for _ in range(variant.desired_count - len(variant.instances))]
-        except _Deleted:
-            return
-        try:
+            for variant in list(endpoint.variants):
+                for _ in range(variant.desired_count - len(variant.instances)):
+                    replacements.append(self._launch(endpoint, variant))
             self._await_health(endpoint, replacements, self._startup_timeout(endpoint.variants))
         except _Deleted:
             return
-        except BaseException:
+        except BaseException:  # a launch or a health check failed: started replacements must not linger
             self._forget(endpoint, replacements)
             self._retire(endpoint, replacements)
             raise
@@ -290,7 +290,12 @@ class EndpointRuntime:
         instance = ServingInstance(process=process, device=placement.device)
         with endpoint.lock:
             variant.instances.append(instance)
-        process.start()
+        try:
+            process.start()
+        except BaseException:  # never started, so it must not count as capacity
+            with endpoint.lock:
+                variant.instances.remove(instance)
+            raise
         if self._logs is not None:
             self._logs.follow(ENDPOINT_GROUP.format(name=endpoint.name), instance_id, process.log_file)
         if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
@@ -361,9 +366,13 @@ class EndpointRuntime:
             for variant in (*endpoint.variants, *endpoint.staged):
                 variant.instances[:] = [i for i in variant.instances if all(i is not x for x in instances)]
 
-    def _retire(self, endpoint: LocalEndpoint, instances: list[ServingInstance]) -> None:
-        """Stop instances and ship the rest of their logs; the endpoint lives on without them."""
-        self._stop([i.process for i in instances])
+    def _retire(self, endpoint: LocalEndpoint, instances: list[ServingInstance], drain: bool = False) -> None:
+        """Stop instances and ship the rest of their logs; the endpoint lives on without them.
+
+        ``drain`` is for instances that served traffic and leave a fleet that keeps serving (the blue
+        fleet after an update, surplus after a scale-in): their requests in flight finish first.
+        """
+        self._stop([i.process for i in instances], drain=drain)
         with endpoint.lock:
             endpoint.retired.extend(instances)
         if self._logs is not None:
@@ -375,9 +384,11 @@ class EndpointRuntime:
             self._logs.release(ENDPOINT_GROUP.format(name=endpoint.name))
 
     @staticmethod
-    def _stop(processes: list[InstanceProcess]) -> None:
-        # Signal every instance before waiting for any, so they drain in parallel.
+    def _stop(processes: list[InstanceProcess], drain: bool = False) -> None:
+        """Signal every instance before waiting for any, so they stop in parallel. ``drain`` (an instance
+        leaving a fleet that keeps serving) waits for its requests in flight; a deletion or a shutdown
+        does not wait on them past the usual grace."""
         for process in processes:
             process.terminate()
         for process in processes:
-            process.reap()
+            process.reap(process.drain_s if drain else STOP_GRACE_S)

@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmaker.local_endpoint.launch import gunicorn_command, instance_environment
+from localmaker.local_endpoint.settings import model_server_timeout
 
 logger = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0  # how long a stopping instance gets before SIGKILL
+DRAIN_MARGIN_S = 5.0  # beyond the model-server timeout, for the master to see its workers out
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,6 +52,7 @@ class InstanceProcess:
         self.port = port or free_port(host)
         self._env = env
         self._process: subprocess.Popen[bytes] | None = None
+        self.drain_s = STOP_GRACE_S
 
     @property
     def url(self) -> str:
@@ -60,6 +65,8 @@ class InstanceProcess:
     def start(self) -> None:
         env = instance_environment(self.model_dir, self.log_file, self._env)
         env["LOCALMAKER_PARENT_PID"] = str(os.getpid())
+        # Retiring from a live fleet waits for requests in flight, which may run to the model timeout.
+        self.drain_s = model_server_timeout(env) + DRAIN_MARGIN_S
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.info("starting instance %s on %s", self.instance_id, self.url)
         with open(self.log_file, "ab") as log:
@@ -100,7 +107,7 @@ class InstanceProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
 
-    def reap(self, grace_s: float = 10.0) -> None:
+    def reap(self, grace_s: float = STOP_GRACE_S) -> None:
         """Wait for a terminated instance, then SIGKILL whatever is left of its group."""
         process = self._process
         if process is not None:
@@ -110,7 +117,7 @@ class InstanceProcess:
                 logger.warning("instance %s ignored SIGTERM; killing it", self.instance_id)
         self._reap_group(process)
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         self.terminate()
         self.reap(grace_s)
 

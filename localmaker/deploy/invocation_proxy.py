@@ -22,7 +22,7 @@ from localmaker.deploy.endpoint_runtime import EndpointRuntime
 from localmaker.deploy.endpoint_state import LocalEndpoint, NoInstanceInService
 from localmaker.deploy.invocation_admission import EndpointGates, Refused
 from localmaker.deploy.invocation_metrics import InvocationMetrics
-from localmaker.deploy.wire import Answer
+from localmaker.deploy.wire import Answer, BodyTooLarge, MalformedBody, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,15 @@ class InvocationProxy:
             return _error("ValidationError", f"Endpoint {name} is {endpoint.status.value}, not InService; "
                                              "wait with the endpoint_in_service waiter before invoking it")
         try:
-            body = _read_bounded(environ)
-        except OSError as exc:
+            body = read_body(environ, MAX_PAYLOAD_BYTES)
+        except OSError as exc:  # the client stopped sending (the server's socket timeout) or hung up
             return _error("RequestTimeout", f"the request body did not arrive whole: {exc}", 408)
-        if body is None:
+        except BodyTooLarge:
             # AWS's own words; botocore shows the status as the error code.
             return Answer.of_json(413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."},
                                   content_type="application/json")
+        except MalformedBody as exc:
+            return _error("ValidationError", f"{exc}: send the body with a correct Content-Length")
         forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
         try:
             with self._gates.gate(endpoint).slot():
@@ -97,8 +99,9 @@ class InvocationProxy:
                 continue
             except urllib3.exceptions.ProtocolError as exc:
                 if not endpoint.serves_from(instance):
-                    # It was swapped out or scaled away while this request was on its way: a draining
-                    # gunicorn closes only idle kept-alive connections, so the request was never read.
+                    # It was swapped out or scaled away while this request was on its way. A draining
+                    # gunicorn answers every request it has read (for up to the model-server timeout) and
+                    # closes only idle kept-alive connections, so this one was never read.
                     logger.info("instance %s of %s left the fleet mid-send; sending to another",
                                 instance.process.instance_id, name)
                     continue
@@ -129,21 +132,6 @@ class InvocationProxy:
             return
         total = time.perf_counter() - started
         self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
-
-
-def _read_bounded(environ: dict[str, Any]) -> bytes | None:
-    """The request body, or None when it is over the limit (judged by Content-Length before reading).
-
-    Raises OSError when the client stops sending (the server's socket timeout) or hangs up before the
-    whole body came: a truncated body must not reach the model as if it were the request.
-    """
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    if length > MAX_PAYLOAD_BYTES:
-        return None
-    body: bytes = environ["wsgi.input"].read(length) if length else b""
-    if len(body) < length:
-        raise ConnectionError(f"the client hung up after {len(body)} of its {length} bytes")
-    return body
 
 
 def _error(code: str, message: str, status: int = 400, extra: dict[str, Any] | None = None) -> Answer:

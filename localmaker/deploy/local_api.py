@@ -5,6 +5,7 @@ Nothing here can load code or models; it only reports what the control plane alr
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import parse_qs
 
@@ -54,6 +55,8 @@ class LocalApi:
             return Answer.error("ValidationException", "offset must be a whole number of bytes")
         try:
             with open(job.log_file, "rb") as handle:
+                # Past the end there is nothing yet; seek() itself fails on offsets beyond 2**63.
+                offset = min(offset, os.fstat(handle.fileno()).st_size)
                 handle.seek(offset)
                 chunk = handle.read(LOG_CHUNK)
         except FileNotFoundError:

@@ -10,20 +10,22 @@ import base64
 import csv
 import io
 import json
+import math
 import zipfile
 from typing import Any
 
 import numpy as np
 
 from localmaker.local_endpoint.errors import BadRequest, UnsupportedAccept, UnsupportedContentType
-from localmaker.local_endpoint.media_types import JSON, NPY, base_type, is_any
+from localmaker.local_endpoint.media_types import JSON, NPY, base_type, preferred
 
 INPUT_TYPES = (JSON, NPY, "text/csv", "text/plain")
 OUTPUT_TYPES = (JSON, NPY, "text/csv")
 
 
 # What a malformed body can raise while being parsed: each is the caller's mistake, so a 400.
-_MALFORMED = (UnicodeDecodeError, ValueError, EOFError, zipfile.BadZipFile, RecursionError, csv.Error)
+_MALFORMED = (UnicodeDecodeError, ValueError, EOFError, zipfile.BadZipFile, RecursionError, csv.Error,
+              MemoryError)
 
 
 def default_input_fn(input_data: bytes, content_type: str) -> Any:
@@ -48,7 +50,7 @@ def default_input_fn(input_data: bytes, content_type: str) -> Any:
 
 
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
-    kind = JSON if is_any(accept) else base_type(accept)
+    kind = preferred(accept, OUTPUT_TYPES)
     if kind == JSON:
         return json.dumps(prediction, default=_encode_json).encode("utf-8"), JSON
     if kind == NPY:
@@ -65,11 +67,30 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
 
 
 def _load_npy(data: bytes) -> np.ndarray:
+    _check_declared_size(data)
     loaded = np.load(io.BytesIO(data), allow_pickle=False)
     if not isinstance(loaded, np.ndarray):  # np.load opens an .npz archive as a lazy mapping
         loaded.close()
         raise ValueError("it is an .npz archive, not one .npy array")
     return loaded
+
+
+def _check_declared_size(data: bytes) -> None:
+    """np.load allocates what the header declares before it reads the data: a 100-byte body declaring
+    a trillion elements would take the worker's memory (or raise MemoryError) instead of being refused."""
+    stream = io.BytesIO(data)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        reader = readers.get(np.lib.format.read_magic(stream))
+    except ValueError:
+        return  # not an .npy header (an .npz archive, say): np.load says what it is
+    if reader is None:
+        return
+    shape, _fortran_order, dtype = reader(stream)
+    declared = math.prod(shape) * dtype.itemsize
+    carried = len(data) - stream.tell()
+    if declared > carried:
+        raise ValueError(f"its header declares {declared} bytes of array data but it carries {carried}")
 
 
 def _number_or_text(cell: str) -> Any:

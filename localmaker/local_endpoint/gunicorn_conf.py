@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 worker_class = "gthread"
-graceful_timeout = 5
 
 _PARENT_PID = int(os.environ.get("LOCALMAKER_PARENT_PID", "0") or 0)
 

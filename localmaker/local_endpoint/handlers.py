@@ -18,7 +18,7 @@ from typing import Any
 
 from localmaker.errors import ConfigurationError
 from localmaker.local_endpoint.default_codecs import default_input_fn, default_output_fn
-from localmaker.local_endpoint.media_types import JSON, base_type, is_any
+from localmaker.local_endpoint.media_types import concrete
 
 
 def load_script(code_dir: Path, program: str) -> ModuleType:
@@ -144,7 +144,7 @@ class Handlers:
 
 def _as_body(result: Any, accept: str) -> tuple[bytes, str]:
     """Hooks may return bytes, str, or (body, content_type), as the toolkits allow."""
-    content_type = JSON if is_any(accept) else base_type(accept)
+    content_type = concrete(accept)
     if isinstance(result, tuple) and len(result) == 2:
         result, content_type = result
     if isinstance(result, str):

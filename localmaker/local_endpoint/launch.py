@@ -39,6 +39,9 @@ def gunicorn_command(bind: str, env: Mapping[str, str], log_file: Path | None) -
         "--workers", str(workers),
         "--threads", str(threads),
         "--timeout", str(model_server_timeout(env)),
+        # A retired instance (blue/green, scale-in) lets a request already running finish: the same
+        # bound as the request itself, not gunicorn's 30 s default.
+        "--graceful-timeout", str(model_server_timeout(env)),
     ]
     if log_file is not None:
         command += ["--error-logfile", str(log_file), "--access-logfile", str(log_file)]

@@ -11,7 +11,26 @@ def base_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
-def is_any(accept: str | None) -> bool:
-    """True when the caller expressed no preference (no Accept, or a wildcard)."""
-    kind = base_type(accept)
-    return kind in ("", "*/*")
+def accepted(accept: str | None) -> list[str]:
+    """The media types of an Accept header, in the order given: ``'a/b, c/d;q=0.5'`` → ``['a/b', 'c/d']``."""
+    return [kind for part in (accept or "").split(",") if (kind := base_type(part))]
+
+
+def preferred(accept: str | None, offered: tuple[str, ...]) -> str | None:
+    """The first accepted type we offer (a wildcard takes the first offered of its range); no Accept
+    means ``offered[0]``; None when nothing offered is acceptable."""
+    kinds = accepted(accept)
+    if not kinds:
+        return offered[0]
+    for kind in kinds:
+        in_range = [offer for offer in offered if kind == "*/*" or offer == kind
+                    or (kind.endswith("/*") and offer.startswith(kind[:-1]))]
+        if in_range:
+            return in_range[0]
+    return None
+
+
+def concrete(accept: str | None) -> str:
+    """The type to label a body with when a hook returned bytes alone: the first accepted type that is
+    not a wildcard, else JSON (the toolkits' default)."""
+    return next((kind for kind in accepted(accept) if "*" not in kind), JSON)

@@ -179,7 +179,8 @@ class ModelExecutor:
             results = run_batch([job.item for job in jobs])
             if len(results) != len(jobs):
                 raise RuntimeError(f"predict_batch_fn returned {len(results)} results for {len(jobs)} requests")
-        except Exception as exc:  # noqa: BLE001 - retried one by one, so only the culprit fails
+        except BaseException as exc:  # noqa: BLE001 - retried one by one, so only the culprit fails; a
+            # SystemExit from user code must fail its requests, not end the model thread
             if len(jobs) == 1:
                 jobs[0].future.set_exception(exc)
                 return

@@ -3,9 +3,13 @@
 A model archive comes from S3 and may have been built by anyone, so it is judged as a whole before a
 single byte is written: paths that escape the destination, links that point outside it, device files
 and FIFOs, and archives too large or with too many members (tar bombs) are all refused, naming the
-member. Extraction then goes to a temp dir beside the destination and is renamed into place, so a
-failure half-way (a corrupt stream, a full disk) leaves nothing behind. ``filter="data"`` is passed
-as well, as defence in depth, where the running Python supports it.
+member. Links are judged by name, which is only sound while no name goes through another link: so a
+member whose path lies under a link of the same archive, and a link whose target goes through (or
+ends at a symlink among) the archive's other links, are refused too, whatever their order in it.
+That judging alone keeps extraction inside the destination, on every Python. Extraction then goes
+to a temp dir beside the destination and is renamed into place, so a failure half-way (a corrupt
+stream, a full disk) leaves nothing behind. ``filter="data"`` is passed as well, as defence in
+depth, where the running Python supports it (3.10.12+, 3.11.4+).
 """
 
 from __future__ import annotations
@@ -73,6 +77,77 @@ def judge_member(archive: Path, member: tarfile.TarInfo) -> None:
         raise _refuse(archive, member, f"has unsupported type {member.type!r}")
 
 
+def _key(path: str) -> str:
+    """How paths are compared with the archive's links: case-folded, for case-insensitive disks."""
+    return path.casefold()
+
+
+def _link_on_the_way(start: str, target: str, links: dict[str, tarfile.TarInfo]) -> str | None:
+    """The first of ``links`` that following ``target`` from the folder ``start`` goes *through*.
+
+    Walks the target a component at a time, as the kernel would, so ``s/..`` goes through ``s``
+    although it normalises away. The last component is not "through"; the caller checks it.
+    """
+    here = [part for part in start.split("/") if part not in ("", ".")]
+    steps = [part for part in target.replace("\\", "/").split("/") if part not in ("", ".")]
+    for i, step in enumerate(steps):
+        if step == "..":
+            if not here:  # climbs out: judge_member has already refused that by name
+                return None
+            here.pop()
+            continue
+        here.append(step)
+        if i < len(steps) - 1 and _key("/".join(here)) in links:
+            return "/".join(here)
+    return None
+
+
+def _judge_links(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    """Refuse paths and link targets that go through another link of the same archive.
+
+    judge_member reads a link's target by name; that is what the filesystem does only while no
+    component on the way is itself a link (``a -> sub/x/..`` with ``sub/x -> ..`` really points out
+    of the destination). Links later in the archive count too: a target judged before its link
+    exists is resolved through it afterwards. A link that ends at a symlink is refused as well:
+    tarfile may copy that symlink in its place (a hard link to a symlink to a folder, or its fallback
+    when a link cannot be made), and the copy's target is then read from another folder.
+    """
+    links = {_key(_normalise(m.name)): m for m in members if m.issym() or m.islnk()}
+    if not links:
+        return
+    symlinks = {key for key, m in links.items() if m.issym()}
+    for member in members:
+        name = _normalise(member.name)
+        if name == "." and (member.issym() or member.islnk()):
+            raise _refuse(archive, member, "is a link in place of the destination itself")
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            under = "/".join(parts[:depth])
+            if _key(under) in links:
+                why = (
+                    f"lies under {under!r}, itself a link in this archive; paths through links can't be judged by name"
+                )
+                raise _refuse(archive, member, why)
+        if not (member.issym() or member.islnk()):
+            continue
+        kind = "symlink" if member.issym() else "hard link"
+        start = posixpath.dirname(name) if member.issym() else ""
+        through = _link_on_the_way(start, member.linkname, links)
+        if through is not None:
+            why = (
+                f"is a {kind} to {member.linkname!r}, which goes through {through!r}, itself a link "
+                f"in this archive; links through links can't be judged by name"
+            )
+            raise _refuse(archive, member, why)
+        end = posixpath.normpath(posixpath.join(start, member.linkname.replace("\\", "/")))
+        if _key(end) in symlinks:
+            why = (
+                f"is a {kind} to {member.linkname!r}, itself a symlink in this archive; "
+                f"links to links can't be judged by name"
+            )
+            raise _refuse(archive, member, why)
+
+
 def _judge_archive(archive: Path, tf: tarfile.TarFile, max_total_bytes: int, max_members: int) -> list[tarfile.TarInfo]:
     """Read every header and judge it; return the members once all of them passed."""
     members: list[tarfile.TarInfo] = []
@@ -90,6 +165,7 @@ def _judge_archive(archive: Path, tf: tarfile.TarFile, max_total_bytes: int, max
                 why = f"takes the unpacked size over the {max_total_bytes}-byte cap (tar bomb?)"
                 raise _refuse(archive, member, why)
         members.append(member)
+    _judge_links(archive, members)
     return members
 
 
@@ -134,7 +210,7 @@ def unpack(
         try:
             if _HAS_DATA_FILTER:
                 tf.extractall(tmp, members=members, filter="data")
-            else:  # pragma: no cover - Pythons without PEP 706; the judging above already ran
+            else:  # Pythons without PEP 706: the judging above is the whole guard, and suffices
                 tf.extractall(tmp, members=members)
             os.replace(tmp, dest)  # POSIX rename may replace an empty directory, checked above
         except _STREAM_ERRORS as exc:

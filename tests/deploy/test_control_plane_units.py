@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+
 import pytest
 from botocore.exceptions import ClientError
 
 from localmaker import ModelError
 from localmaker.deploy import Session
+from localmaker.deploy.control_plane import ControlPlane
 from localmaker.deploy.images import default_image, unsupported_image_reason
 from localmaker.deploy.instance_types import CATALOGUE
 from localmaker.deploy.placement import place
+from localmaker.model.artifact import pack_handler
 
 ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 
@@ -84,3 +89,99 @@ def test_model_error_message_mirrors_botocore():
     assert error.original_status_code == 415
     assert "Received client error (415) from endpoint 'e1'" in str(error)
     assert "server error (500)" in str(ModelError(500, "boom"))
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    """One raw HTTP request, as a client other than botocore might send it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=10)
+    try:
+        connection.putrequest("POST", "/", skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        if "Content-Length" not in headers:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf")])
+def test_a_variant_weight_that_is_not_a_finite_share_is_refused(session, weight):
+    client = session.sagemaker_client
+    with pytest.raises(ClientError, match="InitialVariantWeight must be a finite number of at least 0"):
+        client.create_endpoint_config(EndpointConfigName="weights", ProductionVariants=[
+            {"VariantName": "A", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
+             "InitialVariantWeight": weight}])
+    with pytest.raises(ClientError, match="DesiredWeight must be a finite number of at least 0"):
+        client.update_endpoint_weights_and_capacities(EndpointName="any", DesiredWeightsAndCapacities=[
+            {"VariantName": "A", "DesiredWeight": weight}])
+
+
+def test_a_negative_weight_or_a_count_that_is_no_number_is_refused_from_any_client(session):
+    # botocore checks these bounds itself; another client need not, so the control plane does too.
+    target = {"Content-Type": "application/x-amz-json-1.1"}
+    config = json.dumps({"EndpointConfigName": "raw", "ProductionVariants": [
+        {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
+         "InitialVariantWeight": -1}]}).encode()
+    status, error = _post(session.endpoint_url, config, {**target, "X-Amz-Target": "SageMaker.CreateEndpointConfig"})
+    assert status == 400 and "InitialVariantWeight must be a finite number of at least 0" in error["message"]
+    capacities = json.dumps({"EndpointName": "any", "DesiredWeightsAndCapacities": [
+        {"VariantName": "A", "DesiredInstanceCount": "two"}]}).encode()
+    status, error = _post(session.endpoint_url, capacities,
+                          {**target, "X-Amz-Target": "SageMaker.UpdateEndpointWeightsAndCapacities"})
+    assert status == 400 and "DesiredInstanceCount must be a number" in error["message"]
+
+
+def test_a_serverless_variant_is_refused_with_what_to_do_instead(session):
+    client = session.sagemaker_client
+    client.create_model(ModelName="lean", ExecutionRoleArn=ROLE,
+                        PrimaryContainer={"Image": "x/pytorch-inference:2", "ModelDataUrl": "s3://b/k"})
+    client.create_endpoint_config(EndpointConfigName="lean", ProductionVariants=[
+        {"VariantName": "A", "ModelName": "lean", "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}])
+    with pytest.raises(ClientError, match="no InstanceType .*give it InstanceType and InitialInstanceCount"):
+        client.create_endpoint(EndpointName="lean", EndpointConfigName="lean")
+    assert not client.list_endpoints()["Endpoints"] or all(
+        e["EndpointName"] != "lean" for e in client.list_endpoints()["Endpoints"])
+    client.delete_endpoint_config(EndpointConfigName="lean")
+    client.delete_model(ModelName="lean")
+
+
+def test_malformed_api_bodies_are_400s_and_the_control_plane_serves_on(session):
+    url = session.endpoint_url
+    target = {"X-Amz-Target": "SageMaker.CreateEndpoint", "Content-Type": "application/x-amz-json-1.1"}
+    for body in (b"[]", b"null", b"42"):
+        status, error = _post(url, body, {**target, "Content-Length": str(len(body))})
+        assert (status, error["__type"]) == (400, "SerializationException"), body
+        assert "must be a JSON object" in error["message"]
+    for length in ("abc", "-1", "1e3"):
+        status, error = _post(url, b"{}", {**target, "Content-Length": length})
+        assert status == 400 and "not a byte count" in error["message"], length
+    assert isinstance(session.sagemaker_client.list_endpoints()["Endpoints"], list)
+
+
+def test_a_control_plane_on_ipv6_loopback_is_reachable_at_its_url(tmp_path):
+    plane = ControlPlane(host="::1", work_root=tmp_path / "v6").start()
+    try:
+        assert plane.url.startswith("http://[::1]:")
+        assert plane.client("sagemaker").list_endpoints()["Endpoints"] == []
+    finally:
+        plane.stop()
+
+
+def test_an_instance_that_cannot_start_fails_the_endpoint_and_leaves_no_instance_behind(session, tmp_path):
+    archive = pack_handler("def model_fn(model_dir):\n    return None\n", tmp_path / "stub.tar.gz")
+    url = session.upload_file(archive, "stub/model.tar.gz")
+    client = session.sagemaker_client
+    client.create_model(ModelName="misconfigured", ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": "x/pytorch-inference:2", "ModelDataUrl": url,
+        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "many"}})
+    client.create_endpoint_config(EndpointConfigName="misconfigured", ProductionVariants=[
+        {"VariantName": "A", "ModelName": "misconfigured", "InitialInstanceCount": 2, "InstanceType": "ml.m5.large"}])
+    client.create_endpoint(EndpointName="misconfigured", EndpointConfigName="misconfigured")
+    with pytest.raises(Exception, match="SAGEMAKER_MODEL_SERVER_WORKERS"):
+        session.wait_for_endpoint("misconfigured", timeout_s=60)
+    assert [i for v in session.local_endpoint("misconfigured")["Variants"] for i in v["Instances"]] == []
+    client.delete_endpoint(EndpointName="misconfigured")

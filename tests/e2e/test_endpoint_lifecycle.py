@@ -3,6 +3,7 @@ blue/green updates and their rollback, live capacity changes, auto-heal, metrics
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -300,6 +301,16 @@ def test_binary_bodies_headers_and_custom_attributes_pass_through_intact(aws: Aw
 
     text = aws.runtime.invoke_endpoint(EndpointName="mirror", ContentType="text/plain", Body="ünïcödé".encode())
     assert text["Body"].read() == "ünïcödé".encode()[::-1]
+
+    # Clients other than botocore: a chunked body arrives whole; a Content-Length that is no byte count is a
+    # 400 (not a 500, nor a read that never ends); a chunked body over 6 MB is a 413 like a declared one.
+    assert _raw_invoke(aws.url, "mirror", [b"chun", b"ked"]) == (200, b"deknuhc")
+    for length in ("abc", "-1"):
+        status, answer = _raw_invoke(aws.url, "mirror", b"body", content_length=length)
+        assert status == 400 and b"not a byte count" in answer, (length, answer)
+    status, answer = _raw_invoke(aws.url, "mirror", [b"x" * 1024 * 1024] * 7)
+    assert status == 413 and b"HTTP content length exceeded 6291456 bytes." in answer
+    assert aws.runtime.invoke_endpoint(EndpointName="mirror", Body=b"ok")["Body"].read() == b"ko"
     aws.sagemaker.delete_endpoint(EndpointName="mirror")
     aws.sagemaker.delete_endpoint_config(EndpointConfigName="mirror")
 
@@ -323,3 +334,100 @@ def test_fake_predictor_routes_by_target_variant_and_weight(aws: Aws) -> None:
         predictor.predict(b"abc", target_variant="Shadowy")
     predictor.delete_endpoint()
     session.close()
+
+
+def _raw_invoke(url: str, endpoint: str, body: bytes | list[bytes],
+                content_length: str | None = None) -> tuple[int, bytes]:
+    """POST to InvokeEndpoint's route as a plain HTTP client: a list of parts goes chunked."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("POST", f"/endpoints/{endpoint}/invocations")
+        connection.putheader("Content-Type", "application/octet-stream")
+        if isinstance(body, list):
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.endheaders()
+            for part in body:
+                connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+            connection.send(b"0\r\n\r\n")
+        else:
+            connection.putheader("Content-Length", content_length or str(len(body)))
+            connection.endheaders(body)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    except (ConnectionError, http.client.HTTPException) as exc:  # a server may answer and hang up mid-send
+        return 0, repr(exc).encode()
+    finally:
+        connection.close()
+
+
+# Sleeps longer than gunicorn's old 5 s drain, and counts its runs in a file named by the environment.
+SLOW_TRANSFORM_FN = """
+import os
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    with open(os.environ["RUNS_FILE"], "a") as runs:
+        runs.write("run\\n")
+    time.sleep(float(os.environ["SLEEP_S"]))
+    return body, "application/octet-stream"
+"""
+
+
+def test_a_request_in_flight_when_its_instance_is_swapped_out_finishes_there_once(aws: Aws, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    archive = pack_handler(SLOW_TRANSFORM_FN, tmp_path / "slow.tar.gz")
+    aws.s3.upload_file(str(archive), "models", "slow/model.tar.gz")
+    aws.model("slow", "s3://models/slow/model.tar.gz", {"RUNS_FILE": str(runs), "SLEEP_S": "12"})
+    aws.model("slow-green", "s3://models/slow/model.tar.gz", {"RUNS_FILE": str(runs), "SLEEP_S": "0"})
+    aws.config("slow-blue", "slow")
+    aws.config("slow-green", "slow-green")
+    aws.sagemaker.create_endpoint(EndpointName="slow", EndpointConfigName="slow-blue")
+    aws.wait_in_service("slow")
+    blue = [i["Pid"] for i in aws.instances("slow")]
+
+    answers: list[bytes] = []
+    in_flight = threading.Thread(target=lambda: answers.append(aws.runtime.invoke_endpoint(
+        EndpointName="slow", ContentType="application/octet-stream", Body=b"long job")["Body"].read()))
+    in_flight.start()
+    deadline = time.monotonic() + 10
+    while not runs.exists():
+        assert time.monotonic() < deadline, "the request never reached the model"
+        time.sleep(0.05)
+    aws.sagemaker.update_endpoint(EndpointName="slow", EndpointConfigName="slow-green")
+    in_flight.join(timeout=60)
+
+    assert answers == [b"long job"]
+    assert runs.read_text().splitlines() == ["run"], "the request was cut off and sent again"
+    assert aws.wait_status_leaves("slow", "Updating")["EndpointConfigName"] == "slow-green"
+    assert _gone(blue)
+    aws.sagemaker.delete_endpoint(EndpointName="slow")
+
+
+def test_two_simultaneous_creates_of_one_name_leave_one_endpoint_serving(aws: Aws) -> None:
+    aws.config("racer", "mirror")
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        client = boto3.client("sagemaker")  # one client per thread, as botocore wants
+        start.wait(timeout=10)
+        try:
+            client.create_endpoint(EndpointName="racer", EndpointConfigName="racer")
+            outcomes.append("created")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Message"])
+
+    racers = [threading.Thread(target=create) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=60)
+    assert sorted(outcomes) == ['Cannot create already existing endpoint "racer".', "created"]
+    aws.wait_in_service("racer")  # the loser's failure did not take the winner's endpoint with it
+    assert aws.runtime.invoke_endpoint(EndpointName="racer", Body=b"won")["Body"].read() == b"now"
+    aws.sagemaker.delete_endpoint(EndpointName="racer")
+    aws.sagemaker.delete_endpoint_config(EndpointConfigName="racer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
@@ -71,6 +72,14 @@ def test_the_script_runs_under_the_sagemaker_training_contract(session, tmp_path
     output = estimator.model_data.replace("model.tar.gz", "output.tar.gz")
     assert artifact_member(session, output, "report.txt") == b"done"
     assert "training finished" in capsys.readouterr().out  # the log was streamed
+
+    log_route = f"{session.endpoint_url}/_localmaker/training-jobs/contract-job/log"
+    with urllib.request.urlopen(f"{log_route}?offset=0", timeout=10) as whole:
+        size = int(whole.headers["X-Log-Next-Offset"])
+        assert b"training finished" in whole.read()
+    for beyond in (size + 1, 2**63, 10**30):  # past the end is nothing yet, never a 500
+        with urllib.request.urlopen(f"{log_route}?offset={beyond}", timeout=10) as tail:
+            assert (tail.status, tail.read(), tail.headers["X-Log-Next-Offset"]) == (200, b"", str(size))
 
 
 def test_a_crash_fails_the_job_uploads_nothing_and_the_control_plane_keeps_serving(session, tmp_path):

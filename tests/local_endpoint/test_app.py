@@ -229,3 +229,47 @@ def test_two_scripts_in_one_process_each_get_their_own_sibling_modules(tmp_path)
                                load_in_background=False))
     values = [app.test_client().post("/invocations", json={}).get_json()["value"] for app in apps]
     assert values == ["first", "second"]
+
+
+def test_an_npy_header_declaring_more_data_than_the_body_carries_is_a_400(script_app):
+    client = script_app("""
+        def model_fn(model_dir):
+            return None
+
+        def predict_fn(data, model):
+            return data
+    """).test_client()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    response = client.post("/invocations", data=header.getvalue() + bytes(16),
+                           headers={"Content-Type": "application/x-npy"})
+    assert response.status_code == 400
+    assert "declares 8000000000000 bytes" in _error(response)["message"]
+    assert client.post("/invocations", json=[1, 2]).get_json() == [1, 2]
+
+
+def test_an_accept_list_is_negotiated_and_bare_bytes_get_one_concrete_type(script_app):
+    client = script_app("""
+        def model_fn(model_dir):
+            return None
+
+        def predict_fn(data, model):
+            return data
+    """).test_client()
+    browser_like = "text/html, application/x-npy;q=0.9, */*;q=0.8"
+    response = client.post("/invocations", json=[1.5], headers={"Accept": browser_like})
+    assert (response.status_code, response.content_type) == (200, "application/x-npy")
+    np.testing.assert_array_equal(np.load(io.BytesIO(response.data)), [1.5])
+    response = client.post("/invocations", json=[1.5], headers={"Accept": "text/html, */*"})
+    assert (response.status_code, response.get_json()) == (200, [1.5])
+    assert client.post("/invocations", json=[1], headers={"Accept": "text/html, image/gif"}).status_code == 406
+
+    bare = script_app("""
+        def model_fn(model_dir):
+            return None
+
+        def transform_fn(model, body, content_type, accept):
+            return body
+    """).test_client()
+    response = bare.post("/invocations", data=b"raw", headers={"Accept": "text/plain, application/json;q=0.5"})
+    assert (response.status_code, response.data, response.content_type) == (200, b"raw", "text/plain")

@@ -118,3 +118,16 @@ def test_a_stuck_model_call_times_out_and_asks_for_a_new_worker():
     stuck.set()
     assert executor.run(lambda: "after") == "after"  # runs after the abandoned call would have
     assert retire_requests == ["retire"]  # so the abandoned call was skipped, not run for nobody
+
+
+def test_a_system_exit_from_a_batch_fails_its_request_and_the_model_thread_serves_on():
+    def exits(items: list[Any]) -> list[Any]:
+        if "exit" in items:
+            raise SystemExit("user code called sys.exit()")
+        return [f"done {item}" for item in items]
+
+    executor = ModelExecutor(max_batch_size=8, max_delay_s=0.01, timeout_s=5)
+    with executor.arriving() as submit, pytest.raises(SystemExit):
+        submit("exit", exits)
+    with executor.arriving() as submit:  # the model thread survived: no 5 s timeout here
+        assert submit("next", exits) == "done next"

@@ -11,6 +11,7 @@ from typing import Literal
 import pytest
 
 from localmaker.errors import ArtifactError, ConfigurationError
+from localmaker.model import safe_tar
 from localmaker.model.safe_tar import unpack
 
 
@@ -174,3 +175,108 @@ def test_missing_archive_and_non_empty_dest(workdir: Path) -> None:
     assert [p.name for p in dest.iterdir()] == ["keep"]
     (dest / "keep").unlink()
     assert (unpack(archive, dest) / "config.json").is_file()  # an empty dest is fine
+
+
+def _sym(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    return _special(name, tarfile.SYMTYPE, target)
+
+
+def _hard(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    return _special(name, tarfile.LNKTYPE, target)
+
+
+def _dir(name: str) -> tuple[tarfile.TarInfo, None]:
+    return _special(name, tarfile.DIRTYPE)
+
+
+# Each is lexically fine member by member; the named member goes through (or to) another link.
+# "escaped" members are what would land outside the destination if the chain were followed.
+THROUGH_LINKS: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes | None]], str, str]] = {
+    "symlink chained through an earlier symlink": (
+        [GOOD, _dir("sub"), _sym("sub/x", ".."), _sym("a", "sub/x/.."), _file("a/escaped", b"pwned")],
+        "a",
+        "goes through 'sub/x'",
+    ),
+    "symlink chained through later symlinks": (
+        [GOOD, _sym("a", "b/x/.."), _dir("sub"), _sym("b", "sub"), _sym("sub/x", ".."), _file("a/escaped")],
+        "a",
+        "goes through 'b'",
+    ),
+    "file written through an earlier directory symlink": (
+        [GOOD, _file("sub/keep"), _sym("link", "sub"), _file("link/file")],
+        "link/file",
+        "lies under 'link'",
+    ),
+    "hard link through a symlink": (
+        [GOOD, _file("sub/file"), _sym("link", "sub"), _hard("h", "link/file")],
+        "h",
+        "goes through 'link'",
+    ),
+    "hard link to a symlink, re-read from another folder": (
+        [GOOD, _dir("deep/a"), _sym("deep/a/s", "../.."), _hard("h", "deep/a/s"), _file("h/escaped", b"pwned")],
+        "h",
+        "itself a symlink in this archive",
+    ),
+}
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("data_filter", [True, False], ids=["data-filter", "no-data-filter"])
+@pytest.mark.parametrize("case", sorted(THROUGH_LINKS))
+def test_paths_and_links_through_links_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, data_filter: bool
+) -> None:
+    """Judged by the module itself, before extraction, so the outcome doesn't hang on the Python version.
+
+    ``no-data-filter`` is the extraction of Pythons without PEP 706 (3.10.0-3.10.11, 3.11.0-3.11.3).
+    """
+    if data_filter and not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python has no tarfile.data_filter")
+    monkeypatch.setattr(safe_tar, "_HAS_DATA_FILTER", data_filter)
+    members, culprit, why = THROUGH_LINKS[case]
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    archive = _make(workdir / "evil.tar.gz", members)
+    with pytest.raises(ArtifactError) as info:
+        unpack(archive, workdir / "dest")
+    message = str(info.value)
+    assert message.startswith(f"refusing to unpack {archive}: member {culprit!r} "), message
+    assert why in message and "can't be judged by name" in message, message
+    assert _tree(tmp_path) == ["work", "work/evil.tar.gz"]  # nothing at dest, beside it, or above it
+
+
+def test_links_that_do_not_go_through_links_still_unpack_without_data_filter(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback extraction is really used (no filter passed) and links inside the folder still work."""
+    monkeypatch.setattr(safe_tar, "_HAS_DATA_FILTER", False)
+    calls: list[dict[str, object]] = []
+    real_extractall = tarfile.TarFile.extractall
+
+    def spy(self: tarfile.TarFile, *args: object, **kwargs: object) -> None:
+        calls.append(kwargs)
+        real_extractall(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", spy)
+    archive = _make(
+        workdir / "ok.tar.gz",
+        [
+            _file("vendor/lib.py", b"y = 2\n"),
+            _file("code/inference.py", b"x = 1\n"),
+            _sym("code/lib.py", "../vendor/lib.py"),
+            _sym("code/vendor", "../vendor"),
+            _hard("code/hard.py", "code/inference.py"),
+            _sym("code/via_hard.py", "hard.py"),  # a symlink may end at a hard link: that is a file
+            _sym("code/self", "."),
+        ],
+    )
+    dest = unpack(archive, workdir / "dest")
+    assert calls and all("filter" not in kw for kw in calls)
+    assert (dest / "code" / "lib.py").read_text() == "y = 2\n"
+    assert (dest / "code" / "vendor" / "lib.py").read_text() == "y = 2\n"
+    assert (dest / "code" / "hard.py").read_text() == "x = 1\n"
+    assert (dest / "code" / "via_hard.py").read_text() == "x = 1\n"
+    assert (dest / "code" / "self" / "inference.py").read_text() == "x = 1\n"
