@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 PROGRESS = re.compile(r"\[localmaker:progress\] step=(?P<step>\d+) total=(?P<total>\d+) loss=(?P<loss>[-+0-9.eE]+|nan)")
 SDK_HYPERPARAMETERS = ("sagemaker_program", "sagemaker_submit_directory")
 HOST = "algo-1"
+PARTIAL_LINE_LIMIT = 64 * 1024  # output with no line break for longer than this is not a progress line
 
 
 class TrainingStatus(str, enum.Enum):
@@ -108,6 +110,8 @@ class LocalTrainingJob:
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
     process: subprocess.Popen[bytes] | None = None
+    # Guards status and the start of the process, so a stop either prevents the start or sees the process.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def log_file(self) -> Path:
@@ -158,11 +162,15 @@ class TrainingRuntime:
         return job
 
     def stop(self, name: str) -> bool:
+        """Stop a job; one still downloading its inputs never starts its script (as on SageMaker)."""
         job = self.get(name)
-        if job is None or job.status is not TrainingStatus.IN_PROGRESS:
+        if job is None:
             return False
-        job.status = TrainingStatus.STOPPING
-        _kill_group(job.process)
+        with job.lock:
+            if job.status is not TrainingStatus.IN_PROGRESS:
+                return False
+            job.status = TrainingStatus.STOPPING
+            _kill_group(job.process)
         return True
 
     def shutdown(self) -> None:
@@ -174,9 +182,8 @@ class TrainingRuntime:
     def _run(self, job: LocalTrainingJob) -> None:
         try:
             layout = self._prepare(job)
-            job.secondary_status = "Training"
             code = self._train(job, layout)
-            if job.status is TrainingStatus.STOPPING:
+            if code is None or job.status is TrainingStatus.STOPPING:
                 self._finish(job, TrainingStatus.STOPPED, "Stopped", "")
             elif code != 0:
                 self._finish(job, TrainingStatus.FAILED, "Failed", self._failure_reason(job, layout, code))
@@ -244,31 +251,81 @@ class TrainingRuntime:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
         return env
 
-    def _train(self, job: LocalTrainingJob, layout: dict[str, Path]) -> int:
+    def _train(self, job: LocalTrainingJob, layout: dict[str, Path]) -> int | None:
+        """The script's exit code, or None when the job was stopped before the script could start."""
         program = job.spec.hyperparameter("sagemaker_program") or ""
         arguments = [a for k, v in job.spec.hyperparameters.items() if not k.startswith("sagemaker_")
                      for a in (f"--{k}", _decoded_text(v))]
         command = [sys.executable, program, *arguments]
-        logger.info("training job %s: %s", job.spec.name, " ".join(command))
-        deadline = time.monotonic() + job.spec.max_runtime_s
+        environment = self._environment(job, layout)
         with open(job.log_file, "ab") as log:
-            job.process = subprocess.Popen(command, cwd=layout["code"], env=self._environment(job, layout),
-                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                           preexec_fn=_die_with_parent())
+            with job.lock:
+                if job.status is not TrainingStatus.IN_PROGRESS:
+                    return None
+                logger.info("training job %s: %s", job.spec.name, " ".join(command))
+                process = job.process = subprocess.Popen(
+                    command, cwd=layout["code"], env=environment, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent())
+            deadline = time.monotonic() + job.spec.max_runtime_s
+            job.secondary_status = "Training"
             if self._logs is not None:
                 self._logs.follow(TRAINING_GROUP, job.log_stream, job.log_file)
-            assert job.process.stdout is not None
-            for line in job.process.stdout:
-                log.write(line)
-                log.flush()
-                self._note_progress(job, line)
-                if time.monotonic() > deadline:
-                    job.failure_reason = f"MaxRuntimeExceeded: the job ran past {job.spec.max_runtime_s}s"
-                    _kill_group(job.process)
-        code = job.process.wait()
-        _kill_group(job.process)  # anything the script left running in its group goes too
+            try:
+                self._copy_output(job, process, log, deadline)
+            except BaseException:
+                _kill_group(process)  # a log we cannot write must not leave the script running unwatched
+                process.wait()
+                raise
+            finally:
+                assert process.stdout is not None
+                process.stdout.close()  # our end of the pipe: one per job, kept as long as the job is listed
+        try:
+            # The script may close its output and go on running; the limit holds for it too.
+            code = process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            self._exceeded(job, process)
+            code = process.wait()
+        _kill_group(process)  # anything the script left running in its group goes too
         return code
+
+    def _copy_output(self, job: LocalTrainingJob, process: subprocess.Popen[bytes], log: Any,
+                     deadline: float) -> None:
+        """Copy the script's output into its log until the pipe closes; kill it at MaxRuntimeInSeconds.
+
+        poll() with a timeout, not a loop over lines: a script that hangs silently, or only redraws a
+        tqdm bar with '\\r', must be stopped on time too. poll() rather than select(), which fails on
+        descriptors above 1024 (a busy control plane has that many).
+        """
+        assert process.stdout is not None
+        fd = process.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        exceeded = False
+        partial = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and not exceeded:
+                self._exceeded(job, process)
+                exceeded = True
+            # Once killed, wait for the pipe to close: the process group is gone, so that is prompt.
+            # Otherwise wake at least once a minute: poll() refuses timeouts past about 24 days.
+            if not poller.poll(None if exceeded else min(remaining, 60) * 1000):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            log.write(chunk)
+            log.flush()
+            *lines, partial = re.split(rb"[\r\n]", partial + chunk)
+            for line in lines:
+                self._note_progress(job, line)
+            partial = partial[-PARTIAL_LINE_LIMIT:]
+
+    @staticmethod
+    def _exceeded(job: LocalTrainingJob, process: subprocess.Popen[bytes]) -> None:
+        job.failure_reason = f"MaxRuntimeExceeded: the job ran past {job.spec.max_runtime_s}s"
+        _kill_group(process)
 
     @staticmethod
     def _note_progress(job: LocalTrainingJob, line: bytes) -> None:
@@ -297,10 +354,14 @@ class TrainingRuntime:
     def _finish(self, job: LocalTrainingJob, status: TrainingStatus, secondary: str, reason: str) -> None:
         if self._logs is not None:
             self._logs.release(TRAINING_GROUP, job.log_stream)
-        job.failure_reason = reason[:1024] if status is TrainingStatus.FAILED else ""
-        job.secondary_status = secondary
-        job.ended_at = time.time()
-        job.status = status
+        with job.lock:
+            if status is TrainingStatus.FAILED and job.status is TrainingStatus.STOPPING:
+                # Whatever failed was cut short by the user's stop; SageMaker reports such a job Stopped.
+                status, secondary, reason = TrainingStatus.STOPPED, "Stopped", ""
+            job.failure_reason = reason[:1024] if status is TrainingStatus.FAILED else ""
+            job.secondary_status = secondary
+            job.ended_at = time.time()
+            job.status = status
         logger.info("training job %s: %s %s", job.spec.name, status.value, job.failure_reason)
 
 
