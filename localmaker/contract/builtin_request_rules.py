@@ -21,6 +21,7 @@ EMBED_KEYS = ("inputs", "parameters")
 SEARCH_KEYS = ("query", "documents", "top_k", "parameters")
 EMBED_PARAMETER_KEYS = ("dimensions", "prompt_name", "normalize")
 DEFAULT_TOP_K = 5
+MAX_TEXTS = 2048
 
 # diffusion_request.py
 IMAGE_REQUEST_KEYS = ("inputs", "parameters")

@@ -45,7 +45,7 @@ def _range(schema_type: str, bounds: tuple[float, float], **rest: Any) -> dict[s
 
 
 def _embedding_schemas() -> dict[str, Any]:
-    text_list = {"type": "array", "minItems": 1, "items": _ref("NonBlankText")}
+    text_list = {"type": "array", "minItems": 1, "maxItems": rules.MAX_TEXTS, "items": _ref("NonBlankText")}
     parameters = {
         "dimensions": _nullable("integer", minimum=1,
                                 description="Matryoshka truncation (renormalised); at most the model's dimension"),

@@ -14,6 +14,9 @@ from request_checks import as_int, check_keys, check_text, type_name
 from serving_errors import InvalidInput
 
 DEFAULT_TOP_K = 5
+# Texts per request. Every text is tokenized and its vector held until the answer is written, so without a
+# bound one 6 MB body of short strings (about 1.5 million texts) costs gigabytes and outlasts the timeout.
+MAX_TEXTS = 2048
 EMBED_KEYS = ("inputs", "parameters")
 SEARCH_KEYS = ("query", "documents", "top_k", "parameters")
 PARAMETER_KEYS = ("dimensions", "prompt_name", "normalize")
@@ -68,6 +71,9 @@ def _text_list(value: Any, field: str, allow_single: bool) -> list[str]:
         raise InvalidInput(f'"{field}" must be {expected}, got {type_name(value)}: send e.g. ["some text"].')
     if not value:
         raise InvalidInput(f'"{field}" is an empty list: send at least one non-empty string.')
+    if len(value) > MAX_TEXTS:
+        raise InvalidInput(f'"{field}" holds {len(value)} texts, more than the {MAX_TEXTS} one request may carry: '
+                           "split them over several requests.")
     return [_text(item, f"{field}[{i}]") for i, item in enumerate(value)]
 
 

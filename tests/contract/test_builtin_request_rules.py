@@ -17,6 +17,7 @@ RESTATED = [
     ("request_schema", "SEARCH_KEYS", "SEARCH_KEYS"),
     ("request_schema", "PARAMETER_KEYS", "EMBED_PARAMETER_KEYS"),
     ("request_schema", "DEFAULT_TOP_K", "DEFAULT_TOP_K"),
+    ("request_schema", "MAX_TEXTS", "MAX_TEXTS"),
     ("diffusion_request", "REQUEST_KEYS", "IMAGE_REQUEST_KEYS"),
     ("diffusion_request", "PARAMETER_KEYS", "IMAGE_PARAMETER_KEYS"),
     ("diffusion_request", "DEFAULT_GUIDANCE_SCALE", "DEFAULT_GUIDANCE_SCALE"),

@@ -527,3 +527,14 @@ def test_top_k_and_dimensions_written_as_floats_are_those_integers(n: int) -> No
     for fraction in ({"query": "q", "documents": ["a"], "top_k": n + 0.5},
                      {"inputs": "x", "parameters": {"dimensions": n + 0.5}}):
         _refusal(embedding.parse_embedding_request, fraction)
+
+
+@bounded(10)
+@given(st.integers(min_value=1, max_value=100))
+def test_more_texts_than_one_request_may_carry_are_refused_before_any_is_read(extra: int) -> None:
+    too_many = ["t"] * (embedding.MAX_TEXTS + extra)
+    for body, field in (({"inputs": too_many}, '"inputs"'),
+                        ({"query": "q", "documents": too_many}, '"documents"')):
+        err = _refusal(embedding.parse_embedding_request, body)
+        assert field in err.message and f"more than the {embedding.MAX_TEXTS}" in err.message
+    assert len(embedding.parse_embedding_request({"inputs": ["t"] * embedding.MAX_TEXTS}).inputs) == embedding.MAX_TEXTS
