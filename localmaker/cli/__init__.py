@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LocalmakerError as exc:
         print(f"localmaker: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that is missing or not writable, a server that cannot be reached
+        print(f"localmaker: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

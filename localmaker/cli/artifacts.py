@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from localmaker.cli.arguments import PORT, whole_number
 from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
 
 
@@ -50,6 +51,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve = commands.add_parser("serve", help="run one container in the foreground")
     serve.add_argument("model_dir", help="an unpacked model directory (or a named source)")
     serve.add_argument("--host", default=LOOPBACK, help="the address to bind; anything but loopback is warned about")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--port", type=PORT, default=8080)
+    serve.add_argument("--workers", type=whole_number(1), default=1)
     serve.set_defaults(run=run_serve)

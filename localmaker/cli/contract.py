@@ -6,6 +6,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from localmaker.cli.arguments import seconds, whole_number
+
 DESCRIPTION = """\
 Deploy SOURCE (a named source such as tiny-qwen3, a model directory, or a model.tar.gz) on an embedded
 control plane, send requests straight to the instance, and check the SageMaker container contract.
@@ -80,8 +82,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                                               "requests and answers; see below")
     contract.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
     contract.add_argument("--instance-type", default="ml.m5.xlarge", help="default: ml.m5.xlarge (CPU)")
-    contract.add_argument("--startup-timeout", type=int, default=600, metavar="SECONDS",
+    contract.add_argument("--startup-timeout", type=whole_number(1), default=600, metavar="SECONDS",
                           help="how long /ping may take to answer 200 (default 600)")
-    contract.add_argument("--request-timeout", type=float, default=300.0, metavar="SECONDS",
+    contract.add_argument("--request-timeout", type=seconds, default=300.0, metavar="SECONDS",
                           help="how long one request may take (default 300)")
     contract.set_defaults(run=run_contract_test)

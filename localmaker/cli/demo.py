@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from localmaker.cli.sessions import DEMO_ROLE
+from localmaker.errors import ConfigurationError
 
 DEMO_QUERY = "Is ronaldo better than messi"
 DEMO_DOCUMENTS = [
@@ -27,6 +28,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from localmaker.deploy.deserializers import BytesDeserializer, JSONDeserializer
     from localmaker.deploy.serializers import JSONSerializer
 
+    if not Path(args.image_output).resolve().parent.is_dir():  # before minutes of deploying, not after
+        raise ConfigurationError(f"cannot write {args.image_output}: its folder does not exist")
     print(f"[localmaker] Packaging '{args.model}' and '{args.sd_model}' and deploying both "
           "(the first start loads the models)...", flush=True)
     with Session() as session:
@@ -60,5 +63,5 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     demo.add_argument("--sd-model", default="tiny-sd",
                       help="Stable Diffusion source: tiny-sd (random weights, offline), sd15 (HF cache) or a directory")
     demo.add_argument("--instance-type", default="ml.g5.xlarge")
-    demo.add_argument("--image-output", default="localmaker-demo-astronaut.png", help="where to save the image")
+    demo.add_argument("--image-output", default="localmaker-demo-astronaut.png", help="where to save the PNG")
     demo.set_defaults(run=run_demo)

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from localmaker.cli.arguments import PORT
 from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
 from localmaker.cli.sessions import attached_session
 from localmaker.errors import ConfigurationError
@@ -108,7 +109,7 @@ def run_delete(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = commands.add_parser("up", help="run the control plane standalone, for boto3 and SageMaker SDK scripts")
     up.add_argument("--host", default=LOOPBACK, help="the address to bind; anything but loopback is warned about")
-    up.add_argument("--port", type=int, default=4599)
+    up.add_argument("--port", type=PORT, default=4599)
     up.set_defaults(run=run_up)
 
     endpoints = commands.add_parser("endpoints", help="list the endpoints of a running `localmaker up`")

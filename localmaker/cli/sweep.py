@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from localmaker.cli.arguments import SEED, image_path, whole_number
 from localmaker.cli.sessions import DEMO_ROLE, control_plane_url
 from localmaker.errors import ConfigurationError
 
@@ -28,6 +29,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     from localmaker.deploy import Model, Session
     from localmaker.deploy.sweep import SweepSettings, contact_sheet, run_sweep, write_table
 
+    if not args.output.resolve().parent.is_dir():  # found out now, not after the whole sweep has run
+        raise ConfigurationError(f"cannot write {args.output}: its folder does not exist")
     settings = SweepSettings(prompt=args.prompt, guidance_scales=args.guidance, step_counts=args.steps,
                              negative_prompt=args.negative_prompt, size=args.size, seed=args.seed,
                              scheduler=args.scheduler)
@@ -60,10 +63,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sweep.add_argument("--guidance", type=_number_list(float), default=[5.0, 7.5, 9.0], help="e.g. 5,7.5,9")
     sweep.add_argument("--steps", type=_number_list(int), default=[20, 40, 70], help="e.g. 20,40,70")
     sweep.add_argument("--negative-prompt")
-    sweep.add_argument("--size", type=int, help="height and width in pixels (default: the model's native size)")
-    sweep.add_argument("--seed", type=int, default=42)
+    sweep.add_argument("--size", type=whole_number(64, 1024),
+                       help="height and width in pixels (default: the model's native size)")
+    sweep.add_argument("--seed", type=SEED, default=42)
     sweep.add_argument("--scheduler", help="pndm, ddim, euler, euler_a, dpmpp_2m or lms")
     sweep.add_argument("--instance-type", default="ml.g5.xlarge")
-    sweep.add_argument("-o", "--output", default="sweep.png")
+    sweep.add_argument("-o", "--output", type=image_path, default="sweep.png")
     sweep.add_argument("--table", help="seconds per image: .md (default, beside the sheet) or .csv")
     sweep.set_defaults(run=run_sweep)

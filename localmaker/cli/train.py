@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from localmaker.cli.arguments import SEED, whole_number
 from localmaker.cli.sessions import DEMO_ROLE, control_plane_url
 from localmaker.errors import ConfigurationError
 
@@ -86,7 +87,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     examples = commands.add_parser("examples", help="make example data").add_subparsers(dest="example", required=True)
     style = examples.add_parser("make-style-dataset", help="a small captioned neon-city style set for LoRA")
     style.add_argument("directory")
-    style.add_argument("--count", type=int, default=12)
-    style.add_argument("--size", type=int, default=64)
-    style.add_argument("--seed", type=int, default=0)
+    style.add_argument("--count", type=whole_number(1), default=12)
+    style.add_argument("--size", type=whole_number(16), default=64)
+    style.add_argument("--seed", type=SEED, default=0)
     style.set_defaults(run=run_make_style_dataset)
