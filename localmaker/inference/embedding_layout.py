@@ -40,6 +40,11 @@ class EmbeddingLayout:
     include_prompt: bool = True
     max_seq_length: int | None = None
     prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None  # applied when a call names no prompt, as SentenceTransformer does
+
+    @property
+    def default_prompt(self) -> str | None:
+        return self.prompts[self.default_prompt_name] if self.default_prompt_name else None
 
 
 def _read_json(path: Path) -> Any:
@@ -104,14 +109,20 @@ def _max_seq_length(model_dir: Path) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def _prompts(model_dir: Path) -> dict[str, str]:
+def _prompts(model_dir: Path) -> tuple[dict[str, str], str | None]:
+    """The named prompts, and the one applied when a call names none."""
     path = model_dir / "config_sentence_transformers.json"
     if not path.is_file():
-        return {}
-    prompts = _read_json(path).get("prompts") or {}
-    if not isinstance(prompts, dict):
-        return {}
-    return {str(name): str(text) for name, text in prompts.items() if isinstance(text, str)}
+        return {}, None
+    settings = _read_json(path)
+    declared = settings.get("prompts") or {}
+    prompts = {str(name): str(text) for name, text in declared.items() if isinstance(text, str)} \
+        if isinstance(declared, dict) else {}
+    default = settings.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ModelLoadError(f"{path} names default_prompt_name {default!r}, which is not among its prompts "
+                             f"({', '.join(sorted(prompts)) or 'none'}): add it to prompts or remove it.")
+    return prompts, default
 
 
 def read_layout(model_dir: Path, pooling_override: str | None = None) -> EmbeddingLayout:
@@ -125,17 +136,20 @@ def read_layout(model_dir: Path, pooling_override: str | None = None) -> Embeddi
             pooling = _pooling_from_config(config, config_path)
     if pooling_override is not None:
         pooling = pooling_override
+    prompts, default_prompt_name = _prompts(model_dir)
     layout = EmbeddingLayout(
         pooling=pooling,
         include_prompt=include_prompt,
         max_seq_length=_max_seq_length(model_dir),
-        prompts=_prompts(model_dir),
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
     )
     logger.info(
-        "embedding layout: pooling=%s include_prompt=%s max_seq_length=%s prompts=%s",
+        "embedding layout: pooling=%s include_prompt=%s max_seq_length=%s prompts=%s default prompt=%s",
         layout.pooling,
         layout.include_prompt,
         layout.max_seq_length,
         sorted(layout.prompts) or "none",
+        layout.default_prompt_name or "none",
     )
     return layout

@@ -161,12 +161,15 @@ class EmbeddingModel:
         return self._prompt_lengths[prompt]
 
     def tokenize(self, texts: Sequence[str], prompt: str | None = None) -> list[TokenizedText]:
-        """Token ids for ``texts`` with ``prompt`` prepended, truncated, not padded.
+        """Token ids for ``texts`` with ``prompt`` (else the model's default prompt) prepended, truncated,
+        not padded.
 
         Request threads call this outside the model thread. The lock is there because a fast tokenizer
         mutates its Rust state when its padding or truncation settings change, and two threads doing
         that at once fail with "Already borrowed".
         """
+        if prompt is None:
+            prompt = self.layout.default_prompt
         if prompt:
             texts = [prompt + text for text in texts]
         with self._tokenizer_lock:

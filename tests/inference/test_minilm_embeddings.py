@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.inference.conftest import _model_fn_with_clean_env, linked_model_dir
 from tests.inference.handler_loader import invoke
 
 TEXTS = [
@@ -102,3 +103,37 @@ def test_batching_does_not_change_results(
     expected = _embed(handler, minilm_service, {"inputs": texts})
     np.testing.assert_allclose(got["embeddings"], expected["embeddings"], atol=1e-5)
     assert got["usage"] == expected["usage"]
+
+
+def _minilm_variant(minilm_dir: Path, dest: Path, pooling: dict[str, Any], prompts: dict[str, Any]) -> Path:
+    """MiniLM's weights with other sentence-transformers settings: its pooling config and its prompts."""
+    variant = linked_model_dir(minilm_dir, dest)
+    (variant / "1_Pooling").unlink()
+    (variant / "1_Pooling").mkdir()
+    (variant / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 384, **pooling}))
+    (variant / "config_sentence_transformers.json").unlink()
+    (variant / "config_sentence_transformers.json").write_text(json.dumps(prompts))
+    return variant
+
+
+@pytest.mark.parametrize(
+    "pooling",
+    [{"pooling_mode_mean_tokens": True}, {"pooling_mode_cls_token": True, "include_prompt": False},
+     {"pooling_mode_mean_tokens": True, "include_prompt": False}],
+    ids=["mean", "cls-without-prompt", "mean-without-prompt"],
+)
+def test_a_default_prompt_and_prompt_exclusion_match_sentence_transformers(
+    handler: ModuleType, minilm_dir: Path, tmp_path: Path, pooling: dict[str, Any]
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    prompts = {"prompts": {"passage": "passage: ", "query": "query: "}, "default_prompt_name": "passage"}
+    variant = _minilm_variant(minilm_dir, tmp_path / "variant", pooling, prompts)
+    service = _model_fn_with_clean_env(handler, variant)
+    reference = SentenceTransformer(str(variant), device="cpu")
+
+    default = np.array(_embed(handler, service, {"inputs": TEXTS})["embeddings"])
+    np.testing.assert_allclose(default, reference.encode(TEXTS, normalize_embeddings=True), atol=1e-5)
+    named = np.array(_embed(handler, service, {"inputs": TEXTS, "parameters": {"prompt_name": "query"}})["embeddings"])
+    expected = reference.encode(TEXTS, prompt_name="query", normalize_embeddings=True)
+    np.testing.assert_allclose(named, expected, atol=1e-5)
