@@ -231,14 +231,17 @@ def test_two_scripts_in_one_process_each_get_their_own_sibling_modules(tmp_path)
     assert values == ["first", "second"]
 
 
-def test_an_npy_header_declaring_more_data_than_the_body_carries_is_a_400(script_app):
-    client = script_app("""
-        def model_fn(model_dir):
-            return None
+IDENTITY_SCRIPT = """
+    def model_fn(model_dir):
+        return None
 
-        def predict_fn(data, model):
-            return data
-    """).test_client()
+    def predict_fn(data, model):
+        return data
+"""
+
+
+def test_an_npy_header_declaring_more_data_than_the_body_carries_is_a_400(script_app):
+    client = script_app(IDENTITY_SCRIPT).test_client()
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
     response = client.post("/invocations", data=header.getvalue() + bytes(16),
@@ -249,13 +252,7 @@ def test_an_npy_header_declaring_more_data_than_the_body_carries_is_a_400(script
 
 
 def test_an_accept_list_is_negotiated_and_bare_bytes_get_one_concrete_type(script_app):
-    client = script_app("""
-        def model_fn(model_dir):
-            return None
-
-        def predict_fn(data, model):
-            return data
-    """).test_client()
+    client = script_app(IDENTITY_SCRIPT).test_client()
     browser_like = "text/html, application/x-npy;q=0.9, */*;q=0.8"
     response = client.post("/invocations", json=[1.5], headers={"Accept": browser_like})
     assert (response.status_code, response.content_type) == (200, "application/x-npy")
