@@ -5,8 +5,11 @@ Checks that need the model (the native size, whether a LoRA is loaded, the pixel
 request's shape was already checked by diffusion_request.
 
 Determinism: image ``i`` is drawn from its own CPU generator seeded ``seed + i`` (wrapping past
-2**32 - 1), so the same request with the same seed gives the same pixels on the same device, whatever
-the GPU's RNG state, and each reported seed is a valid one to resend alone.
+2**32 - 1), whatever the GPU's RNG state, so each reported seed is a valid one to resend alone. A request
+generated alone gets the same pixels for the same seed on the same device, and by default the CPU
+generates every request alone. On CUDA, requests that arrive together may share one pipeline call (see
+``run``), and that call's batch size, which depends on concurrent traffic, changes how kernels round: the
+same seed then gives the same image within rounding (a few pixels a level apart), not always the same bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ import image_codecs
 import torch
 from diffusion_memory import check_pixel_budget, run_out_of_memory_as_503
 from diffusion_pipeline import DiffusionModel
-from diffusion_prompts import truncation_warning
+from diffusion_prompts import bound_diffusers_truncation_log, truncation_warning
 from diffusion_request import DEFAULT_LORA_SCALE, SEED_RANGE, DiffusionParameters, DiffusionRequest
 from diffusion_schedulers import fresh_scheduler, scheduler_name
 from diffusion_timing import DenoisingTimer
@@ -78,8 +83,13 @@ class GenerationPlan:
 
     @property
     def shape_key(self) -> tuple[Any, ...]:
-        """Plans with equal keys can share one pipeline call: the loop and its scalars are the same."""
-        return (self.height, self.width, self.steps, self.scheduler, self.guidance_scale, self.lora_scale)
+        """Plans with equal keys can share one pipeline call: the loop and its scalars are the same.
+
+        The scheduler is keyed by what the request asked for, not by the name it resolves to: the model's
+        own scheduler (None) and a named one can share a class but not a config (the model's DPM-Solver may
+        be the SDE variant, "dpmpp_2m" never is), and the group runs with its first plan's choice.
+        """
+        return (self.height, self.width, self.steps, self.requested_scheduler, self.guidance_scale, self.lora_scale)
 
     def parameters(self) -> dict[str, Any]:
         return {
@@ -103,6 +113,7 @@ class DiffusionService:
         self.max_pixels = max_pixels
         self.base_scheduler = model.pipe.scheduler
         self.joint_batches = model.device.type == "cuda" if joint_batches is None else joint_batches
+        bound_diffusers_truncation_log()
 
     @classmethod
     def load(cls, model_dir: Path, settings: HandlerSettings) -> DiffusionService:
@@ -128,11 +139,21 @@ class DiffusionService:
             return None
         return DEFAULT_LORA_SCALE if requested is None else requested
 
-    def _warnings(self, prompt: str, negative_prompt: str | None) -> list[str]:
+    def _warnings(self, plan: GenerationPlan) -> list[str]:
         tokenizer = self.model.pipe.tokenizer
-        found = [truncation_warning(tokenizer, prompt, "prompt")]
-        if negative_prompt:
-            found.append(truncation_warning(tokenizer, negative_prompt, "negative_prompt"))
+        found = [truncation_warning(tokenizer, plan.prompt, "prompt")]
+        if plan.negative_prompt:
+            if plan.guidance_scale <= 1:
+                # diffusers encodes the negative prompt only for classifier-free guidance, which is off at
+                # guidance_scale <= 1, yet "parameters" echoes it: say it did nothing rather than fail a
+                # request that used to succeed.
+                found.append(
+                    f'"parameters.negative_prompt" had no effect: it is used only for classifier-free guidance, '
+                    f"which is off at guidance_scale {plan.guidance_scale:g} (<= 1). Raise "
+                    '"parameters.guidance_scale" above 1 (e.g. 7.5) to use it, or omit negative_prompt.'
+                )
+            else:
+                found.append(truncation_warning(tokenizer, plan.negative_prompt, "negative_prompt"))
         return [warning for warning in found if warning is not None]
 
     def handle(self, request: DiffusionRequest) -> DiffusionResult:
@@ -207,7 +228,7 @@ class DiffusionService:
             prompts = {"prompt": [plan.prompt for plan in group for _ in plan.seeds],
                        "negative_prompt": negatives if any(negatives) else None, "num_images_per_prompt": 1}
         # Read here, on the model thread: the pipeline's fast tokenizer must not be used by two threads.
-        warnings = [self._warnings(plan.prompt, plan.negative_prompt) for plan in group]
+        warnings = [self._warnings(plan) for plan in group]
         for warning in (w for found in warnings for w in found):
             logger.warning("%s", warning)
         pipe = self.model.with_scheduler(fresh_scheduler(self.base_scheduler, first.requested_scheduler))
@@ -229,8 +250,9 @@ class DiffusionService:
         started = time.perf_counter()
         timer.attach(self.model.pipe.unet)
         try:
-            output = run_out_of_memory_as_503(
-                generate, f"{len(seeds)} image(s) of {first.width}x{first.height} with {first.steps} steps")
+            with _lora_scaling_restored(self.model.pipe.text_encoder):
+                output = run_out_of_memory_as_503(
+                    generate, f"{len(seeds)} image(s) of {first.width}x{first.height} with {first.steps} steps")
             if self.model.device.type == "cuda":
                 torch.cuda.synchronize(self.model.device)  # once, after the loop: the timings are now final
         finally:
@@ -255,3 +277,22 @@ class DiffusionService:
             ))
             start = end
         return results
+
+
+@contextmanager
+def _lora_scaling_restored(module: Any) -> Iterator[None]:
+    """Put back the LoRA scaling of ``module``'s layers however the call inside ends.
+
+    diffusers' encode_prompt multiplies the text encoder's LoRA scaling by the request's lora_scale and
+    divides it back only when it returns, with no try/finally (the UNet's forward has one): a failure in
+    between, such as running out of memory, would leave every later request scaled by this one's scale.
+    The saved values are restored rather than divided back, so it is right wherever the failure fell.
+    """
+    saved = [(layer.scaling, dict(layer.scaling)) for layer in (module.modules() if module is not None else ())
+             if isinstance(getattr(layer, "scaling", None), dict)]
+    try:
+        yield
+    finally:
+        for scaling, values in saved:
+            scaling.clear()
+            scaling.update(values)

@@ -18,7 +18,7 @@ from typing import Any
 
 import image_codecs
 import media_codecs
-from diffusion_request import parse_diffusion_request
+from diffusion_request import DiffusionRequest, parse_diffusion_request
 from diffusion_service import DiffusionResult, DiffusionService
 from embedding_service import EmbeddingResult, EmbeddingService
 from handler_settings import HandlerSettings
@@ -55,7 +55,7 @@ def predict_fn(data: Any, model: Any, context: Any = None) -> Any:
     if isinstance(model, EmbeddingService):
         return model.handle(parse_embedding_request(data))
     if isinstance(model, DiffusionService):
-        return model.handle(parse_diffusion_request(data))
+        return model.handle(_encodable(parse_diffusion_request(data), context))
     raise TypeError(f"predict_fn cannot serve a {type(model).__name__}: model_fn returned an unknown model type")
 
 
@@ -65,7 +65,7 @@ def prepare_fn(data: Any, model: Any, context: Any = None) -> Any:
     if isinstance(model, EmbeddingService):
         return model.prepare(parse_embedding_request(data))
     if isinstance(model, DiffusionService):
-        return model.prepare(parse_diffusion_request(data))
+        return model.prepare(_encodable(parse_diffusion_request(data), context))
     raise TypeError(f"prepare_fn cannot serve a {type(model).__name__}: model_fn returned an unknown model type")
 
 
@@ -90,17 +90,37 @@ def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes,
     return media_codecs.encode_json(payload), media_codecs.JSON
 
 
-def _encode_images(result: DiffusionResult, accept: str) -> tuple[bytes, str]:
-    """JSON for any number of images; raw PNG or JPEG bytes when exactly one image was generated."""
+def _encodable(request: DiffusionRequest, context: Any) -> DiffusionRequest:
+    """``request``, once its Accept is known to fit its image count: a 406 before generating, not after.
+
+    The Accept header reaches the hooks before output_fn only through localmaker's context (its
+    ``headers``); without one (a SageMaker container's context) output_fn still refuses, only later.
+    """
+    headers = getattr(context, "headers", None)
+    if isinstance(headers, dict):
+        # dict(request.headers) keeps the names as sent, and HTTP header names are case-insensitive.
+        accept = next((value for name, value in headers.items() if name.lower() == "accept"), "")
+        _image_kind(accept, request.parameters.num_images_per_prompt)
+    return request
+
+
+def _image_kind(accept: str | None, images: int) -> str:
+    """The type to answer ``images`` images in: JSON for any number, PNG or JPEG for exactly one."""
     kind = media_codecs.negotiate(accept, (media_codecs.JSON, media_codecs.PNG, media_codecs.JPEG))
-    if kind != media_codecs.JSON and len(result.images) != 1:
+    if kind != media_codecs.JSON and images != 1:
         try:  # "image/png, application/json" still gets the images, as JSON
             kind = media_codecs.negotiate(accept, (media_codecs.JSON,))
         except UnsupportedAccept:
             raise UnsupportedAccept(
-                f"Accept {accept!r} carries exactly one image but this request generated {len(result.images)}: "
+                f"Accept {accept!r} carries exactly one image but this request asks for {images}: "
                 f"ask for {media_codecs.JSON} (images as base64 PNG), or set num_images_per_prompt to 1."
             ) from None
+    return kind
+
+
+def _encode_images(result: DiffusionResult, accept: str) -> tuple[bytes, str]:
+    """JSON for any number of images; raw PNG or JPEG bytes when exactly one image was generated."""
+    kind = _image_kind(accept, len(result.images))
     if kind == media_codecs.JSON:
         return media_codecs.encode_json(result.to_json()), media_codecs.JSON
     encode = image_codecs.encode_png if kind == media_codecs.PNG else image_codecs.encode_jpeg

@@ -62,7 +62,7 @@ def test_a_wrong_content_type_is_415(handler: ModuleType, sd_service: Any) -> No
 def test_a_long_prompt_is_truncated_with_a_warning(handler: ModuleType, sd_service: Any) -> None:
     raw, _ = text_to_image(handler, sd_service, prompt=LONG_PROMPT, seed=2)
     (warning,) = json.loads(raw)["warnings"]
-    assert warning.startswith("prompt is 110 tokens; CLIP reads the first 77, the rest was ignored: '")
+    assert warning.startswith("prompt is 110 tokens; CLIP reads the first 77, the rest (33 tokens) was ignored: '")
     assert warning.endswith("riding a horse on the moon at sunset'")
     # The ignored tail really was ignored: the image is the one any prompt with the same first 75 tokens gets.
     other_tail = "a photo of a cat " * 20 + "under the sea"

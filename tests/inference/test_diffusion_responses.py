@@ -99,7 +99,7 @@ def test_several_images_with_an_image_accept_is_406(handler: ModuleType, sd_serv
     with pytest.raises(errors.UnsupportedAccept) as info:
         text_to_image(handler, sd_service, accept="image/png", num_images_per_prompt=2, num_inference_steps=1)
     assert info.value.status_code == 406
-    assert "generated 2" in info.value.message and "application/json" in info.value.message
+    assert "asks for 2" in info.value.message and "application/json" in info.value.message
 
 
 def test_several_images_go_to_json_when_the_caller_also_accepts_it(handler: ModuleType, sd_service: Any) -> None:
