@@ -8,7 +8,9 @@ for the search demo rides along at the root as ``corpus.jsonl`` or ``corpus.txt`
 Archives are written to a temp file and renamed into place, so a reader never sees half an archive.
 Member metadata is normalised (uid/gid 0, no user or group names, 0644/0755 modes) so an archive
 does not leak who built it. Symlinks are stored as the files they point to: a Hugging Face cache
-snapshot is a folder of symlinks into ``blobs/``, and the container needs the bytes.
+snapshot is a folder of symlinks into ``blobs/``, and the container needs the bytes. A symlinked
+folder is stored as the folder's files, wherever it points, unless it points back to a folder that
+contains it, which would never end.
 """
 
 from __future__ import annotations
@@ -59,11 +61,25 @@ def _builtin_code_files(folder: Path) -> list[tuple[Path, str]]:
 
 
 def _walk(root: Path, *, skip_top: frozenset[str] = frozenset()) -> Iterator[tuple[Path, str]]:
-    """Yield (path, archive-relative name) for files under ``root``, sorted, following file symlinks."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Yield (path, archive-relative name) for files under ``root``, sorted, following file and folder
+    symlinks (a model folder assembled from links, e.g. ``unet -> ../real/unet``, must not lose a part)."""
+    # The resolved folders from root down to each folder still to visit: a link resolving to one of
+    # them is a loop, which os.walk(followlinks=True) would follow until the path grew too long.
+    ancestors: dict[str, tuple[Path, ...]] = {os.fspath(root): (root.resolve(),)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        chain = ancestors.pop(dirpath)
         rel_dir = Path(dirpath).relative_to(root)
         is_top = rel_dir == Path(".")
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES and not (is_top and d in skip_top))
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            real = Path(path).resolve()
+            if real in chain:
+                raise ArtifactError(
+                    f"cannot pack {path}: it is a symlink to {real}, a folder that contains it, so packing it "
+                    "would never end; remove the link or replace it with the files it should hold"
+                )
+            ancestors[path] = (*chain, real)
         for name in sorted(filenames):
             if name in SKIP_NAMES or (is_top and name in skip_top):
                 continue
@@ -140,19 +156,25 @@ def _write_archive(output: Path, members: list[tuple[Path, str]]) -> None:
         ):
             written_dirs: set[str] = set()
             for source, name in members:
+                missing = f"cannot pack {source}: it is missing or a broken symlink"
+                try:
+                    st = source.stat()  # follows symlinks: the bytes are what the container needs
+                except FileNotFoundError as exc:
+                    raise ArtifactError(missing) from exc
+                except OSError as exc:  # a symlink to itself or a loop of links (ELOOP)
+                    raise ArtifactError(f"cannot pack {source}: {exc.strerror}; fix or remove the link") from exc
                 parts = name.split("/")[:-1]
                 for i in range(1, len(parts) + 1):
                     directory = "/".join(parts[:i])
                     if directory not in written_dirs:
                         written_dirs.add(directory)
-                        tar.addfile(_tarinfo(directory, is_dir=True, mtime=source.stat().st_mtime))
+                        tar.addfile(_tarinfo(directory, is_dir=True, mtime=st.st_mtime))
                 try:
-                    st = source.stat()  # follows symlinks: the bytes are what the container needs
                     with open(source, "rb") as fh:
                         info = _tarinfo(name, is_dir=False, size=st.st_size, mode=st.st_mode, mtime=st.st_mtime)
                         tar.addfile(info, fh)
-                except FileNotFoundError as exc:
-                    raise ArtifactError(f"cannot pack {source}: it is missing or a broken symlink") from exc
+                except FileNotFoundError as exc:  # removed between the stat and the open
+                    raise ArtifactError(missing) from exc
         os.replace(tmp, output)
     finally:
         if tmp.exists():

@@ -49,6 +49,8 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 FAILURE_REASON_LIMIT = 1024  # SageMaker's FailureReason holds at most 1024 characters
 MAX_PROGRESS_LINES = 1000  # above this many steps, print every k-th step (and always the last)
+# torch.manual_seed takes at most 64 bits; a larger seed would fail only after the base model loaded.
+MAX_SEED = 2**64 - 1
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -89,13 +91,15 @@ class Hyperparameters:
     max_grad_norm: float = 1.0
 
 
-def _integer(name: str, raw: str, minimum: int | None = None) -> int:
+def _integer(name: str, raw: str, minimum: int | None = None, maximum: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise HyperparameterError(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise HyperparameterError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise HyperparameterError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -146,7 +150,7 @@ _CONVERTERS: dict[str, Callable[[str, str], Any]] = {
     "train_batch_size": lambda n, r: _integer(n, r, 1),
     "resolution": _resolution,
     "gradient_accumulation_steps": lambda n, r: _integer(n, r, 1),
-    "seed": lambda n, r: _integer(n, r, 0),
+    "seed": lambda n, r: _integer(n, r, 0, MAX_SEED),
     "mixed_precision": _mixed_precision,
     "center_crop": _boolean,
     "random_flip": _boolean,
@@ -300,13 +304,24 @@ class Example:
     caption: str
 
 
+def _read_text(folder: Path, path: Path) -> str:
+    """A caption file's text; one saved in a legacy encoding is an input error, not a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainingDataError(
+            f"{path.relative_to(folder).as_posix()} in the training channel is not UTF-8 text (byte "
+            f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
 def _read_metadata(folder: Path) -> dict[str, str]:
     """``metadata.jsonl`` as {relative file name: caption}; each line is checked as it is read."""
     path = folder / METADATA_FILE
     captions: dict[str, str] = {}
     if not path.is_file():
         return captions
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_read_text(folder, path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{METADATA_FILE} line {number}"
@@ -332,7 +347,7 @@ def _caption_for(folder: Path, image: Path, metadata: dict[str, str]) -> str | N
         return metadata[relative]
     sidecar = image.with_suffix(".txt")
     if sidecar.is_file():
-        text = sidecar.read_text(encoding="utf-8").strip()
+        text = _read_text(folder, sidecar).strip()
         return text or None
     return None
 
@@ -487,21 +502,31 @@ EVAL_SEED = 1234
 
 
 def evaluation_loss(examples: list[Example], components: dict[str, Any], input_ids: torch.Tensor, resolution: int,
-                    device: torch.device, weight_dtype: torch.dtype) -> float:
+                    device: torch.device, weight_dtype: torch.dtype, batch_size: int) -> float:
     """The denoising loss on every training image at fixed timesteps and fixed noise.
 
     Each training step draws its own timesteps and noise, so its loss swings more than training moves
     it. This one number is computed the same way before and after training: if it falls, the adapter
     really fits the training set better.
+
+    The images go through the VAE and UNet ``batch_size`` at a time, the batch training itself uses,
+    so a set that trains within memory is also evaluated within it. Only the small latents and text
+    states are kept for the whole set, and the noise is drawn for the whole set at once, so the result
+    does not depend on ``batch_size``.
     """
     text_encoder, vae, unet, scheduler = (components[k] for k in ("text_encoder", "vae", "unet", "noise_scheduler"))
     generator = torch.Generator().manual_seed(EVAL_SEED)
+    chunks = [slice(start, start + batch_size) for start in range(0, len(examples), batch_size)]
     was_training = unet.training
     unet.eval()
     with torch.no_grad():
-        pixels = torch.stack([load_pixels(e.image, resolution, True, False, generator) for e in examples])
-        latents = vae.encode(pixels.to(device, dtype=weight_dtype)).latent_dist.mean * vae.config.scaling_factor
-        hidden = text_encoder(input_ids.to(device), return_dict=False)[0]
+        latent_parts, hidden_parts = [], []
+        for chunk in chunks:
+            pixels = torch.stack([load_pixels(e.image, resolution, True, False, generator) for e in examples[chunk]])
+            encoded = vae.encode(pixels.to(device, dtype=weight_dtype)).latent_dist.mean
+            latent_parts.append(encoded * vae.config.scaling_factor)
+            hidden_parts.append(text_encoder(input_ids[chunk].to(device), return_dict=False)[0])
+        latents, hidden = torch.cat(latent_parts), torch.cat(hidden_parts)
         steps = torch.linspace(0, scheduler.config.num_train_timesteps - 1, EVAL_TIMESTEPS + 2)[1:-1].long()
         total = 0.0
         for step in steps:
@@ -510,8 +535,12 @@ def evaluation_loss(examples: list[Example], components: dict[str, Any], input_i
             noisy = scheduler.add_noise(latents, noise, timesteps)
             target = noise if scheduler.config.prediction_type == "epsilon" else (
                 scheduler.get_velocity(latents, noise, timesteps))
-            prediction = unet(noisy, timesteps, hidden, return_dict=False)[0]
-            total += float(torch.nn.functional.mse_loss(prediction.float(), target.float()))
+            for chunk in chunks:
+                prediction = unet(noisy[chunk], timesteps[chunk], hidden[chunk], return_dict=False)[0]
+                # Every image has the same number of elements, so weighting each chunk's mean by its
+                # image count gives the mean over the whole set.
+                chunk_loss = torch.nn.functional.mse_loss(prediction.float(), target[chunk].float())
+                total += float(chunk_loss) * len(prediction) / len(examples)
     unet.train(was_training)
     return total / len(steps)
 
@@ -571,7 +600,8 @@ def train(hp: Hyperparameters, examples: list[Example], components: dict[str, An
     if prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"unsupported prediction_type {prediction_type!r}: expected epsilon or v_prediction")
     order = batches(len(examples), hp.train_batch_size, generator)
-    eval_before = evaluation_loss(examples, components, input_ids, hp.resolution, device, weight_dtype)
+    eval_before = evaluation_loss(examples, components, input_ids, hp.resolution, device, weight_dtype,
+                                  hp.train_batch_size)
     logger.info("training %d LoRA parameters (rank %d) for %d steps on %s, %s, batch %d x %d accumulation",
                 sum(p.numel() for p in params), hp.rank, hp.max_train_steps, device, precision,
                 hp.train_batch_size, hp.gradient_accumulation_steps)
@@ -620,7 +650,8 @@ def train(hp: Hyperparameters, examples: list[Example], components: dict[str, An
             elapsed = time.perf_counter() - started
             logger.info("step %d/%d loss %.6f (%.2f s/step)", step, hp.max_train_steps, step_loss, elapsed / step)
     seconds = time.perf_counter() - started
-    eval_after = evaluation_loss(examples, components, input_ids, hp.resolution, device, weight_dtype)
+    eval_after = evaluation_loss(examples, components, input_ids, hp.resolution, device, weight_dtype,
+                                  hp.train_batch_size)
     logger.info("first loss %.6f, last loss %.6f, %d steps in %.1f s", losses[0], losses[-1], len(losses), seconds)
     logger.info("evaluation loss on the training set (fixed timesteps and noise): %.6f before, %.6f after",
                 eval_before, eval_after)

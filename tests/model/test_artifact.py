@@ -172,3 +172,46 @@ def test_pack_real_minilm(minilm_dir: Path, builtin_code: Path, tmp_path: Path) 
     archive = pack(minilm_dir, tmp_path / "model.tar.gz", builtin_code=builtin_code)
     names = _names(archive)
     assert {"model.safetensors", "config.json", "modules.json", "code/inference.py"} <= names
+
+
+def test_pack_follows_symlinked_folders_inside_and_outside(builtin_code: Path, tmp_path: Path) -> None:
+    """A pipeline folder assembled from links: each linked folder is packed as the files it points to."""
+    real_unet = tmp_path / "real" / "unet"
+    real_unet.mkdir(parents=True)
+    (real_unet / "config.json").write_text('{"unet": true}')
+    (real_unet / "weights.safetensors").write_bytes(b"unet weights")
+    blob = tmp_path / "blobs" / "abc"
+    blob.parent.mkdir()
+    blob.write_bytes(b"vae weights")
+    pipe = tmp_path / "pipe"
+    (pipe / "vae").mkdir(parents=True)
+    (pipe / "model_index.json").write_text("{}")
+    (pipe / "vae" / "weights.safetensors").symlink_to(blob)  # a file link outside, as before
+    (pipe / "unet").symlink_to(Path("..") / "real" / "unet", target_is_directory=True)  # a folder outside
+    (pipe / "vae_copy").symlink_to("vae", target_is_directory=True)  # a sibling inside: no loop
+    archive = pack(pipe, tmp_path / "model.tar.gz", builtin_code=builtin_code)
+    assert {n for n in _names(archive) if not n.startswith("code/")} == {
+        "model_index.json", "unet/config.json", "unet/weights.safetensors", "vae/weights.safetensors",
+        "vae_copy/weights.safetensors"}
+    with tarfile.open(archive) as tf:
+        assert all(m.isfile() or m.isdir() for m in tf.getmembers())  # bytes, never links
+    out = unpack(archive, tmp_path / "unpacked")
+    assert (out / "unet" / "weights.safetensors").read_bytes() == b"unet weights"
+    assert (out / "vae_copy" / "weights.safetensors").read_bytes() == b"vae weights"
+
+
+@pytest.mark.parametrize("link, target, message", [
+    ("loop", ".", "a folder that contains it"),  # the folder holding the link
+    ("a/b/up", "../..", "a folder that contains it"),  # an ancestor further up
+    ("self", "self", "fix or remove the link"),  # a link to itself, neither file nor folder
+])
+def test_pack_refuses_a_symlink_loop(link: str, target: str, message: str, builtin_code: Path,
+                                     tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "a" / "b").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / link).symlink_to(target)
+    with pytest.raises(ArtifactError, match=message) as caught:
+        pack(model, tmp_path / "model.tar.gz", builtin_code=builtin_code)
+    assert str(model / link) in str(caught.value)
+    assert not list(tmp_path.glob("*.tar.gz*")) and not list(tmp_path.glob(".model.tar.gz*"))

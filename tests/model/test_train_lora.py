@@ -227,6 +227,9 @@ FAILURES: dict[str, tuple[Any, dict[str, str], list[str]]] = {
     "fp16 on cpu": ("style", {"--mixed_precision": "fp16"}, ["mixed_precision=fp16 needs a CUDA GPU",
                                                                "--mixed_precision no"]),
     "unknown hyperparameter": ("style", {"--epochs": "3"}, ["unknown hyperparameter epochs", "max_train_steps"]),
+    # torch takes 64-bit seeds; 2**64 once passed validation and failed (exit 1) after the model loaded
+    "seed 2**64": ("style", {"--seed": str(2**64)}, ["HyperparameterError",
+                                                    f"seed must be at most {2**64 - 1}, got {2**64}"]),
     "unknown base model": ("style", {"--base_model": "no-such-model"}, ["BaseModelError", "'no-such-model'",
                                                                          "tiny-sd"]),
 }
@@ -303,6 +306,8 @@ def test_hyperparameters_accept_sdk_json_encoding_and_ignore_sagemaker_keys() ->
     (["--base_model", "x", "--mixed_precision", "fp8"], "one of no, fp16, bf16"),
     (["--base_model", "x", "--rank"], "--rank has no value"),
     (["--rank", "4"], "base_model is required"),
+    (["--base_model", "x", "--seed", "-1"], "seed must be at least 0"),
+    (["--base_model", "x", "--seed", str(2**64)], f"seed must be at most {2**64 - 1}"),
 ])
 def test_bad_hyperparameters_name_the_fix(args: list[str], message: str) -> None:
     with pytest.raises(HyperparameterError, match=message):
@@ -331,6 +336,55 @@ def test_a_metadata_line_naming_a_missing_file_is_reported(tmp_path: Path) -> No
         handle.write('{"file_name": "gone.png", "text": "neon"}\n')
     with pytest.raises(TrainingDataError, match=r"metadata.jsonl line 2 names 'gone.png'"):
         scan_training_data(tmp_path)
+
+
+def test_the_largest_seed_is_accepted_and_torch_takes_it() -> None:
+    hp = parse_hyperparameters(["--base_model", "x", "--seed", str(2**64 - 1)])
+    assert hp.seed == 2**64 - 1
+    torch.Generator().manual_seed(hp.seed)  # what train() does with it
+
+
+@pytest.mark.parametrize("bad_file", ["metadata.jsonl", "neon_city_001.txt"])
+def test_a_caption_file_that_is_not_utf8_is_reported(bad_file: str, tmp_path: Path) -> None:
+    make_style_dataset(tmp_path, count=2, size=32)
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "neon_city_000.png", "text": "neon"}\n', encoding="utf-8")
+    (tmp_path / "neon_city_001.txt").write_text("a neon sign\n", encoding="utf-8")
+    # A Windows editor's Latin-1 "café": byte 0xe9 is not valid UTF-8 here.
+    (tmp_path / bad_file).write_bytes((tmp_path / bad_file).read_bytes().replace(b"neon", "café".encode("latin-1")))
+    with pytest.raises(TrainingDataError, match=rf"{re.escape(bad_file)} in the training channel is not UTF-8 text "
+                                                r"\(byte 0xe9 at offset \d+\); save it as UTF-8"):
+        scan_training_data(tmp_path)
+
+
+def test_evaluation_runs_in_training_batches_and_matches_one_batch(tiny_sd_dir: Path, tmp_path: Path) -> None:
+    """The evaluation loss over the whole set, chunked by train_batch_size, equals the one-batch number,
+    and neither the VAE nor the UNet ever sees more than train_batch_size images at once."""
+    examples = scan_training_data(make_style_dataset(tmp_path / "set", count=5, size=64))
+    components = train_lora.load_components(str(tiny_sd_dir), "tiny-sd")
+    tokenizer = components["tokenizer"]
+    input_ids = tokenizer([e.caption for e in examples], max_length=tokenizer.model_max_length,
+                          padding="max_length", truncation=True, return_tensors="pt").input_ids
+    seen: list[int] = []  # the batch size of every VAE-encoder and UNet call
+
+    def record(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen.append(len(args[0]))
+
+    hooks = [components["unet"].register_forward_pre_hook(record),
+             components["vae"].encoder.register_forward_pre_hook(record)]
+    try:
+        def loss(batch_size: int) -> float:
+            seen.clear()
+            return train_lora.evaluation_loss(examples, components, input_ids, 64, torch.device("cpu"),
+                                              torch.float32, batch_size)
+
+        whole = loss(len(examples))
+        assert max(seen) == len(examples)
+        chunked = loss(2)  # chunks of 2, 2 and 1: an uneven last chunk must weigh less
+        assert seen and max(seen) == 2 and min(seen) == 1
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert chunked == pytest.approx(whole, rel=1e-5)
 
 
 def test_moving_average_is_a_trailing_mean() -> None:
