@@ -166,7 +166,8 @@ def test_a_control_plane_on_ipv6_loopback_is_reachable_at_its_url(tmp_path):
     plane = ControlPlane(host="::1", work_root=tmp_path / "v6").start()
     try:
         assert plane.url.startswith("http://[::1]:")
-        assert plane.client("sagemaker").list_endpoints()["Endpoints"] == []
+        # moto's records are shared by every control plane in this process: only the call's success counts.
+        assert isinstance(plane.client("sagemaker").list_endpoints()["Endpoints"], list)
     finally:
         plane.stop()
 
