@@ -50,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"Saved the image to {output.resolve()}")
             if args.sd_model == "tiny-sd":
                 print("Note: the offline default 'tiny-sd' is a tiny pipeline of the real SD1.5 classes, fitted "
-                      "only to smooth colour fields, so the image is soft colour blobs, not an astronaut. Run "
+                      "only to smooth colour fields, so the image is a 64 x 64 patch of colour, not an astronaut. Run "
                       "`localmaker demo --sd-model DIR` with a Stable Diffusion v1.5 directory for a real picture.")
             print()
         print("[localmaker] Endpoints deleted; every instance process has been stopped.")

@@ -7,7 +7,7 @@ component classes get tiny seeded configs, as in diffusers' own pipeline tests, 
 a genuine CLIP BPE (lowercased, ``</w>`` word ends, CLIP's vocab layout) trained here on a few dozen
 built-in prompts. The scheduler is SD1.5's PNDM config verbatim, so step counts and timesteps match
 the real model. The VAE is a hand-set colour codec and the UNet gets a short seeded fit on smooth
-colour fields (``tiny_sd_prior``), so its images are soft colour blobs rather than noise.
+colour fields (``tiny_sd_prior``), so its images are patches of colour rather than saturated noise.
 """
 
 from __future__ import annotations

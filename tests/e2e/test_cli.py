@@ -47,7 +47,7 @@ def test_demo_runs_both_endpoints_and_prints_the_seed_ranking_of_the_real_model(
     assert [text for _, _, text in ranking] == [DEMO_DOCUMENTS[i] for i in order]
     assert [float(score) for _, score, _ in ranking] == pytest.approx(scores[order], abs=1e-4)
     assert f"Saved the image to {image.resolve()}" in done.stdout
-    assert "soft colour blobs, not an astronaut" in done.stdout
+    assert "patch of colour, not an astronaut" in done.stdout
     with Image.open(image) as saved:
         assert saved.format == "PNG" and saved.size == (64, 64)
     assert "Endpoints deleted" in done.stdout
