@@ -28,6 +28,20 @@ def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], in
     return parse
 
 
+def number_list(kind: type[float] | type[int]) -> Callable[[str], list[float] | list[int]]:
+    def parse(text: str) -> list[float] | list[int]:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s, "
+                                             "e.g. 5,7.5,9") from None
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return values
+
+    return parse
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text)

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from localmaker.cli.arguments import SEED, image_path, whole_number
+from localmaker.cli.arguments import SEED, image_path, number_list, whole_number
 from localmaker.cli.sessions import DEMO_ROLE, control_plane_url
 from localmaker.errors import ConfigurationError
-
-
-def _number_list(kind: type[float] | type[int]) -> Callable[[str], list[float] | list[int]]:
-    def parse(text: str) -> list[float] | list[int]:
-        try:
-            values = [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s, "
-                                             "e.g. 5,7.5,9") from None
-        if not values:
-            raise argparse.ArgumentTypeError("give at least one value")
-        return values
-
-    return parse
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -60,8 +45,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     target.add_argument("--endpoint", help="reuse this running endpoint (see --endpoint-url)")
     sweep.add_argument("--endpoint-url", help="control plane URL for --endpoint (default: $AWS_ENDPOINT_URL)")
     sweep.add_argument("--prompt", required=True)
-    sweep.add_argument("--guidance", type=_number_list(float), default=[5.0, 7.5, 9.0], help="e.g. 5,7.5,9")
-    sweep.add_argument("--steps", type=_number_list(int), default=[20, 40, 70], help="e.g. 20,40,70")
+    sweep.add_argument("--guidance", type=number_list(float), default=[5.0, 7.5, 9.0], help="e.g. 5,7.5,9")
+    sweep.add_argument("--steps", type=number_list(int), default=[20, 40, 70], help="e.g. 20,40,70")
     sweep.add_argument("--negative-prompt")
     sweep.add_argument("--size", type=whole_number(64, 1024),
                        help="height and width in pixels (default: the model's native size)")

@@ -13,7 +13,7 @@ from typing import Any
 # The warning goes into the response and the log: a multi-megabyte prompt must not make it as large.
 # The start of the dropped text is what tells a caller where the cut fell; the counts say how much went.
 QUOTE_CHARS = 200
-# diffusers logs the whole dropped text itself, from the module that runs the pipeline.
+# diffusers logs the whole dropped text itself, from the module that runs the pipeline; ours replaces it.
 _DIFFUSERS_LOGGER = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion"
 _DIFFUSERS_TRUNCATION = "The following part of your input was truncated"
 
@@ -38,19 +38,16 @@ def truncation_warning(tokenizer: Any, text: str, field: str) -> str | None:
     )
 
 
-class _BoundedTruncationLog(logging.Filter):
-    """Cuts diffusers' own truncation message to the length of ours; its other messages pass unchanged."""
+class _OursSaysItBetter(logging.Filter):
+    """Drops diffusers' own truncation message, which quotes the whole dropped text: the service logs
+    ``truncation_warning``'s bounded one for the same request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith(_DIFFUSERS_TRUNCATION):
-            message = record.getMessage()
-            if len(message) > len(_DIFFUSERS_TRUNCATION) + QUOTE_CHARS * 2:
-                record.msg, record.args = message[: len(_DIFFUSERS_TRUNCATION) + QUOTE_CHARS * 2] + "…", ()
-        return True
+        return not (isinstance(record.msg, str) and record.msg.startswith(_DIFFUSERS_TRUNCATION))
 
 
-def bound_diffusers_truncation_log() -> None:
+def quiet_diffusers_truncation_log() -> None:
     """Keep diffusers from writing a multi-megabyte prompt into the log; idempotent."""
     target = logging.getLogger(_DIFFUSERS_LOGGER)
-    if not any(isinstance(existing, _BoundedTruncationLog) for existing in target.filters):
-        target.addFilter(_BoundedTruncationLog())
+    if not any(isinstance(existing, _OursSaysItBetter) for existing in target.filters):
+        target.addFilter(_OursSaysItBetter())

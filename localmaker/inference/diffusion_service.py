@@ -27,7 +27,7 @@ import image_codecs
 import torch
 from diffusion_memory import check_pixel_budget, run_out_of_memory_as_503
 from diffusion_pipeline import DiffusionModel
-from diffusion_prompts import bound_diffusers_truncation_log, truncation_warning
+from diffusion_prompts import quiet_diffusers_truncation_log, truncation_warning
 from diffusion_request import DEFAULT_LORA_SCALE, SEED_RANGE, DiffusionParameters, DiffusionRequest
 from diffusion_schedulers import fresh_scheduler, scheduler_name
 from diffusion_timing import DenoisingTimer
@@ -113,7 +113,7 @@ class DiffusionService:
         self.max_pixels = max_pixels
         self.base_scheduler = model.pipe.scheduler
         self.joint_batches = model.device.type == "cuda" if joint_batches is None else joint_batches
-        bound_diffusers_truncation_log()
+        quiet_diffusers_truncation_log()
 
     @classmethod
     def load(cls, model_dir: Path, settings: HandlerSettings) -> DiffusionService:
