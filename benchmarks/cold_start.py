@@ -87,7 +87,7 @@ def time_deploy(session: Any, model: str) -> dict[str, float]:
     answered = time.perf_counter()
     if len(answer.get("embeddings", [])) != 1:
         raise RuntimeError(f"the first prediction was not one embedding: {str(answer)[:200]}")
-    pids = [i["Pid"] for v in session.local_endpoint(name)["Variants"] for i in v["Instances"]]
+    pids = [i.pid for i in session.local_endpoint(name).instances]
     predictor.delete_endpoint()
     predictor.delete_model()
     _wait_until_gone(pids)

@@ -205,8 +205,8 @@ def deploy(session: Any, model: str, env: dict[str, str]) -> DeployedEndpoint:
     name = f"throughput-{uuid.uuid4().hex[:6]}"
     Model(model_data=model, role=ROLE, env=env, sagemaker_session=session).deploy(
         initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name)
-    instance = session.local_endpoint(name)["Variants"][0]["Instances"][0]
-    return DeployedEndpoint(url=instance["Url"], log_file=Path(instance["LogFile"]))
+    instance = session.local_endpoint(name).instances[0]
+    return DeployedEndpoint(url=instance.url, log_file=instance.log_file)
 
 
 @dataclass

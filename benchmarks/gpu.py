@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from benchmarks.sd15_gpu import build_sd15_sized, load_handler
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = PLACEHOLDER_ROLE
 PROMPT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
 NEGATIVE = "blurry, low quality, distorted, watermark"
 QWEN3_06B = dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
@@ -114,7 +115,7 @@ def sd_concurrent_throughput(setup: Setup, model_dir: Path, clients: int, reques
                 initial_instance_count=1, instance_type=instance_type,
                 serializer=JSONSerializer(), deserializer=JSONDeserializer()) as predictor:
         predictor.predict(_request(setup, 0))  # warm-up
-        log = Path(session.local_endpoint(predictor.endpoint_name)["Variants"][0]["Instances"][0]["LogFile"])
+        log = session.local_endpoint(predictor.endpoint_name).instances[0].log_file
         seeds = list(range(clients * requests_each))
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
@@ -134,8 +135,8 @@ def build_qwen3_sized(dest: Path, smoke: bool) -> Path:
 
     from transformers import AutoConfig, Qwen3Model
 
+    from localmaker.model.builders.tiny_qwen3 import write_sentence_transformers_files
     from localmaker.model.sources import resolve_source
-    from localmaker.model.tiny_qwen3 import write_sentence_transformers_files
 
     tiny = resolve_source("tiny-qwen3")
     if smoke:

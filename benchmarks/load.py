@@ -28,7 +28,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+from localmaker.spec.names import PLACEHOLDER_ROLE
+
+ROLE = PLACEHOLDER_ROLE
 ECHO_THREADS = 8  # gunicorn threads per worker: how many requests one killed worker can take down
 ECHO_HANDLER = """
     import hashlib
@@ -131,7 +133,7 @@ def run_load(session: object, endpoint: str, ledger: Path, requests: int, concur
     lock = threading.Lock()
     done = 0
     stop_at = time.monotonic() + deadline_s
-    victim_instance = session.local_endpoint(endpoint)["Variants"][0]["Instances"][0]  # type: ignore[attr-defined]
+    victim_instance = session.local_endpoint(endpoint).instances[0]  # type: ignore[attr-defined]
 
     def one(request_id: str) -> None:
         nonlocal done
@@ -164,7 +166,7 @@ def run_load(session: object, endpoint: str, ledger: Path, requests: int, concur
             done += 1
             kill_now = kill_at is not None and report.worker_killed is None and done >= kill_at * requests
             if kill_now:
-                workers = worker_pids(victim_instance["Pid"])
+                workers = worker_pids(victim_instance.pid)
                 if workers:
                     report.worker_killed = workers[0]
         if kill_now and report.worker_killed:

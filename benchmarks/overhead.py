@@ -63,13 +63,13 @@ def deploy_noop(session: Any, folder: Path) -> str:
     name = f"overhead-{uuid.uuid4().hex[:6]}"
     Model(model_data=noop_artifact(folder), role=ROLE, sagemaker_session=session).deploy(
         initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name)
-    return str(session.local_endpoint(name)["Variants"][0]["Instances"][0]["Url"])
+    return session.local_endpoint(name).instances[0].url
 
 
 @contextlib.contextmanager
 def bare_server(folder: Path, startup_timeout_s: float = 60.0) -> Iterator[str]:
     """The bare app under an instance's own gunicorn command line; yields its URL, and always reaps it."""
-    from localmaker.deploy.instance_process import free_port
+    from localmaker.control_plane.instance_process import free_port
     from localmaker.local_endpoint.launch import WSGI_TARGET, gunicorn_command
 
     port = free_port()

@@ -10,7 +10,9 @@ import os
 import platform
 from collections.abc import Sequence
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+from localmaker.spec.names import PLACEHOLDER_ROLE
+
+ROLE = PLACEHOLDER_ROLE
 
 
 def machine_line() -> str:

@@ -15,11 +15,11 @@ from localmaker.errors import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"Session", "Model", "Estimator", "FakePredictor"}
+_LAZY = {"Session", "Model", "Estimator", "FakePredictor", "Predictor"}
 
 
 def __getattr__(name: str) -> Any:
-    # The deploy layer pulls in boto3 and moto; instance processes import localmaker without them.
+    # The client pulls in boto3; instance processes import localmaker without it.
     if name in _LAZY:
         from localmaker import deploy
 
@@ -28,4 +28,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ArtifactError", "ConfigurationError", "DeploymentError", "Estimator", "FakePredictor",
-           "LocalmakerError", "Model", "ModelError", "Session", "TrainingError", "__version__"]
+           "LocalmakerError", "Model", "ModelError", "Predictor", "Session", "TrainingError", "__version__"]

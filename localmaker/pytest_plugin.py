@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from localmaker.spec.names import PLACEHOLDER_ROLE
+
 if TYPE_CHECKING:
     from localmaker.deploy import FakePredictor, Model, Session
     from localmaker.deploy.deserializers import BaseDeserializer
     from localmaker.deploy.serializers import BaseSerializer
 
 # A well-formed ARN is all the simulator checks; no AWS account is involved.
-DEFAULT_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 
 Deploy = Callable[..., "FakePredictor"]
@@ -64,7 +65,7 @@ def localmaker_endpoint(localmaker_session: Session, request: pytest.FixtureRequ
         from localmaker.deploy.serializers import JSONSerializer
 
         model_kwargs, deploy_kwargs = _split_options(Model, kwargs)
-        model_kwargs.setdefault("role", DEFAULT_ROLE)
+        model_kwargs.setdefault("role", PLACEHOLDER_ROLE)
         # Named before deploying, so a deployment that fails half-way is still cleaned up.
         endpoint_name = deploy_kwargs.setdefault("endpoint_name", _endpoint_name(request.node.name))
         model_name = model_kwargs.setdefault("name", endpoint_name)

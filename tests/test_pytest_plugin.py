@@ -37,9 +37,8 @@ def record_instance_groups(endpoints_deleted_after_test, localmaker_endpoint, lo
     for endpoint in client.list_endpoints()["Endpoints"]:
         info = localmaker_session.local_endpoint(endpoint["EndpointName"])
         with open(os.environ["LOCALMAKER_GROUP_RECORD"], "a") as record:
-            for variant in info["Variants"]:
-                for instance in variant["Instances"]:
-                    record.write(json.dumps(instance["Pid"]) + "\\n")
+            for instance in info.instances:
+                record.write(json.dumps(instance.pid) + "\\n")
 """
 
 # Not part of the example either: a deployment that fails must be cleaned up too.

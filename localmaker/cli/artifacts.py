@@ -8,6 +8,7 @@ from pathlib import Path
 
 from localmaker.cli.arguments import PORT, whole_number
 from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
+from localmaker.spec.names import CODE_FOLDER, DEFAULT_PROGRAM
 
 
 def run_pack(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     model_dir = resolve_source(args.model_dir)
     extra = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(args.workers)}
-    if not (model_dir / "code" / os.environ.get("SAGEMAKER_PROGRAM", "inference.py")).is_file():
+    if not (model_dir / CODE_FOLDER / os.environ.get("SAGEMAKER_PROGRAM", DEFAULT_PROGRAM)).is_file():
         extra["LOCALMAKER_CODE_DIR"] = str(CODE_DIR)  # a bare model dir is served with the built-in handlers
     env = instance_environment(model_dir, None, extra)
     warn_if_exposed(args.host, f"the container serving {model_dir}")

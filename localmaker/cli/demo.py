@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from localmaker.cli.sessions import DEMO_ROLE
 from localmaker.errors import ConfigurationError
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
 DEMO_QUERY = "Is ronaldo better than messi"
 DEMO_DOCUMENTS = [
@@ -33,8 +33,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[localmaker] Packaging '{args.model}' and '{args.sd_model}' and deploying both "
           "(the first start loads the models)...", flush=True)
     with Session() as session:
-        text_model = Model(model_data=args.model, role=DEMO_ROLE, sagemaker_session=session)
-        image_model = Model(model_data=args.sd_model, role=DEMO_ROLE, sagemaker_session=session)
+        text_model = Model(model_data=args.model, role=PLACEHOLDER_ROLE, sagemaker_session=session)
+        image_model = Model(model_data=args.sd_model, role=PLACEHOLDER_ROLE, sagemaker_session=session)
         with text_model.deploy(initial_instance_count=1, instance_type=args.instance_type,
                                serializer=JSONSerializer(), deserializer=JSONDeserializer()) as search, \
                 image_model.deploy(initial_instance_count=1, instance_type=args.instance_type,

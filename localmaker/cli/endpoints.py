@@ -10,10 +10,11 @@ from localmaker.cli.arguments import PORT
 from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
 from localmaker.cli.sessions import attached_session
 from localmaker.errors import ConfigurationError
+from localmaker.spec.names import TRAINING_LOG_GROUP, endpoint_log_group
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from localmaker.deploy.control_plane import ControlPlane
+    from localmaker.control_plane.server import ControlPlane
     from localmaker.model.sources import localmaker_home
 
     warn_if_exposed(args.host, "the control plane (which deploys and runs model code)")
@@ -37,8 +38,7 @@ def run_endpoints(args: argparse.Namespace) -> int:
     for summary in endpoints:
         name = summary["EndpointName"]
         try:
-            local = session.local_endpoint(name)
-            urls = ", ".join(f"{i['Url']} ({i['Device']})" for v in local["Variants"] for i in v["Instances"])
+            urls = ", ".join(f"{i.url} ({i.device})" for i in session.local_endpoint(name).instances)
         except OSError:
             urls = "-"
         print(f"{name}\t{summary['EndpointStatus']}\t{urls}")
@@ -64,15 +64,13 @@ def run_invoke(args: argparse.Namespace) -> int:
 
 def run_logs(args: argparse.Namespace) -> int:
     """An endpoint's container logs, or a training job's, from CloudWatch Logs; ``-f`` keeps following."""
-    from localmaker.deploy.log_shipper import ENDPOINT_GROUP, TRAINING_GROUP
-
     session = attached_session(args)
     logs = session.boto_session.client("logs", endpoint_url=session.endpoint_url)
-    group, prefix = ENDPOINT_GROUP.format(name=args.name), ""
+    group, prefix = endpoint_log_group(args.name), ""
     try:
         logs.describe_log_streams(logGroupName=group)
     except logs.exceptions.ResourceNotFoundException:
-        group, prefix = TRAINING_GROUP, f"{args.name}/"
+        group, prefix = TRAINING_LOG_GROUP, f"{args.name}/"
     seen: dict[str, str | None] = {}
     while True:
         query = {"logGroupName": group, **({"logStreamNamePrefix": prefix} if prefix else {})}

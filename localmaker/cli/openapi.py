@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def run_openapi(args: argparse.Namespace) -> int:
-    from localmaker.contract.openapi_document import OPENAPI_VERSION, openapi_document
+    from localmaker.local_endpoint.openapi_document import OPENAPI_VERSION, openapi_document
 
     text = json.dumps(openapi_document(), indent=2) + "\n"
     if args.output == "-":

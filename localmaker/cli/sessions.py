@@ -9,7 +9,6 @@ from typing import Any
 from localmaker.errors import ConfigurationError
 
 # Any well-formed role ARN passes the control plane's checks; nothing is assumed in AWS.
-DEMO_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 
 
 def control_plane_url(args: argparse.Namespace) -> str | None:

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from localmaker.cli.arguments import SEED, image_path, number_list, whole_number
-from localmaker.cli.sessions import DEMO_ROLE, control_plane_url
+from localmaker.cli.sessions import control_plane_url
 from localmaker.errors import ConfigurationError
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         results = run_sweep(session, args.endpoint, settings)
     else:
         with Session() as session:
-            model = Model(model_data=args.model, role=DEMO_ROLE, sagemaker_session=session)
+            model = Model(model_data=args.model, role=PLACEHOLDER_ROLE, sagemaker_session=session)
             with model.deploy(initial_instance_count=1, instance_type=args.instance_type) as predictor:
                 results = run_sweep(session, predictor.endpoint_name, settings)
     output = Path(args.output)

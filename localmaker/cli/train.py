@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from localmaker.cli.arguments import SEED, whole_number
-from localmaker.cli.sessions import DEMO_ROLE, control_plane_url
+from localmaker.cli.sessions import control_plane_url
 from localmaker.errors import ConfigurationError
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
 
 def _hyperparameter(text: str) -> tuple[str, Any]:
@@ -44,7 +45,7 @@ def run_train(args: argparse.Namespace) -> int:
     url = control_plane_url(args)
     session = Session(endpoint_url=url) if url else Session()
     try:
-        estimator = Estimator(entry_point=args.entry_point, source_dir=args.source_dir, role=DEMO_ROLE,
+        estimator = Estimator(entry_point=args.entry_point, source_dir=args.source_dir, role=PLACEHOLDER_ROLE,
                               instance_type=args.instance_type, hyperparameters=dict(args.hp or []),
                               output_path=args.output_path, sagemaker_session=session)
         estimator.fit(channels, job_name=args.job_name)
@@ -61,7 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_make_style_dataset(args: argparse.Namespace) -> int:
-    from localmaker.model.style_dataset import make_style_dataset
+    from localmaker.model.builders.style_dataset import make_style_dataset
 
     folder = make_style_dataset(Path(args.directory), count=args.count, size=args.size, seed=args.seed)
     print(f"wrote {args.count} captioned images to {folder.resolve()}")

@@ -1,5 +1,2 @@
-"""Endpoint contract testing: ``localmaker contract-test`` and the container's OpenAPI document.
-
-Nothing is imported here: the container app imports ``openapi_document`` alone, and must not pay for
-the deploy layer that the contract test itself needs.
-"""
+"""Endpoint contract testing: ``localmaker contract-test`` probes a deployed container against its
+OpenAPI document (which the container itself serves; see ``local_endpoint.openapi_document``)."""

@@ -13,14 +13,11 @@ import json
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-NPY = "application/x-npy"
+from localmaker.spec.media_types import NPY, media_type
+
 # The image types Pillow identifies, by the format name it reports.
 IMAGE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP",
                  "image/bmp": "BMP", "image/tiff": "TIFF"}
-
-
-def media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip().lower()
 
 
 def body_mismatch(content_type: str | None, body: bytes) -> str | None:

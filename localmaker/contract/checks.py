@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from localmaker.contract.body_formats import accepted, body_mismatch, media_type
+from localmaker.contract.body_formats import accepted, body_mismatch
 from localmaker.contract.check_names import (
     CONTENT_TYPES,
     EXAMPLE_PREFIX,
@@ -27,6 +27,7 @@ from localmaker.contract.instance_client import Exchange, Reply
 from localmaker.contract.json_subset import json_mismatch
 from localmaker.contract.probes import UNSUPPORTED_TYPE
 from localmaker.contract.results import CheckResult, Outcome
+from localmaker.spec.media_types import media_type
 
 
 def _seconds(exchanges: Sequence[Exchange]) -> float:

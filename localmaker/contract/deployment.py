@@ -22,9 +22,9 @@ from botocore.exceptions import ClientError
 
 from localmaker.deploy import Model, Session
 from localmaker.errors import ConfigurationError, DeploymentError
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
 # Any well-formed role ARN passes the control plane's checks; nothing is assumed in AWS.
-PLACEHOLDER_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,7 @@ def deployed(session: Session, target: ContractTarget) -> Iterator[Deployment]:
                 deployment.failure = str(exc)
             deployment.seconds = time.monotonic() - started
             if deployment.failure is None:
-                info = session.local_endpoint(deployment.endpoint_name)
-                deployment.instance_urls = [i["Url"] for v in info["Variants"] for i in v["Instances"]]
+                deployment.instance_urls = session.local_endpoint(deployment.endpoint_name).instance_urls
             yield deployment
         finally:
             _tear_down(session, deployment.endpoint_name)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import urllib3
 
+from localmaker.local_endpoint.instance_transport import InstanceTransportError, mapped_transport_errors
+
 
 @dataclass(frozen=True)
 class ProbeRequest:
@@ -75,10 +77,11 @@ class InstanceClient:
               headers: dict[str, str] | None = None) -> Reply:
         started = time.monotonic()
         try:
-            answer = self._http.request(method, f"{self.url}{path}", body=body, headers=headers,
-                                        timeout=self._timeout_s)
-        except urllib3.exceptions.HTTPError as exc:
-            return Reply(None, None, b"", time.monotonic() - started, failure=f"{type(exc).__name__}: {exc}")
+            with mapped_transport_errors():
+                answer = self._http.request(method, f"{self.url}{path}", body=body, headers=headers,
+                                            timeout=self._timeout_s)
+        except InstanceTransportError as exc:
+            return Reply(None, None, b"", time.monotonic() - started, failure=str(exc))
         return Reply(answer.status, answer.headers.get("Content-Type"), answer.data, time.monotonic() - started)
 
     def ping(self) -> Reply:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from localmaker.contract.body_formats import NPY, media_type
 from localmaker.contract.examples import is_json_type
 from localmaker.contract.instance_client import ProbeRequest
+from localmaker.spec.media_types import NPY, media_type
 
 # A media type no handler decodes or produces.
 UNSUPPORTED_TYPE = "application/x-localmaker-contract-unsupported"

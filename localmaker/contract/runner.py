@@ -17,7 +17,7 @@ from localmaker.contract.instance_client import Exchange, InstanceClient, ProbeR
 from localmaker.contract.results import CheckResult, Outcome
 from localmaker.deploy import Session
 from localmaker.errors import ConfigurationError
-from localmaker.local_endpoint.settings import MAX_PAYLOAD_BYTES
+from localmaker.spec.names import MAX_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True)

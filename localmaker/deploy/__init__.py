@@ -1,8 +1,14 @@
-"""The client and the control plane: Session, Model, Estimator, FakePredictor."""
+"""The client a script imports: Session, Model, Estimator, FakePredictor (also as the SDK's name, Predictor).
+
+The control plane is imported only when a Session starts one, so a script that attaches to ``localmaker up``
+or targets AWS never loads moto.
+"""
 
 from localmaker.deploy.estimator import Estimator
 from localmaker.deploy.model import Model
 from localmaker.deploy.predictor import FakePredictor
 from localmaker.deploy.session import Session
 
-__all__ = ["Estimator", "FakePredictor", "Model", "Session"]
+Predictor = FakePredictor
+
+__all__ = ["Estimator", "FakePredictor", "Model", "Predictor", "Session"]

@@ -12,8 +12,8 @@ from typing import Any
 from localmaker.deploy.session import Session
 from localmaker.deploy.training_job import TERMINAL
 from localmaker.errors import TrainingError
+from localmaker.spec.names import TRAINING_LOG_GROUP
 
-TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_S = 15.0  # a real job takes minutes to start; DescribeTrainingJob is throttled per account
 
 

@@ -12,8 +12,6 @@ from typing import Any
 
 from localmaker.deploy.cloud_training import follow_in_aws
 from localmaker.deploy.deserializers import BaseDeserializer
-from localmaker.deploy.images import training_image
-from localmaker.deploy.instance_types import lookup
 from localmaker.deploy.lora_artifact import compose_lora_model
 from localmaker.deploy.model import Model
 from localmaker.deploy.predictor import FakePredictor
@@ -28,6 +26,8 @@ from localmaker.deploy.training_job import (
 )
 from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
 from localmaker.errors import ConfigurationError
+from localmaker.spec.container_images import training_image
+from localmaker.spec.instance_types import lookup
 
 
 class Estimator:

@@ -12,14 +12,12 @@ import os
 import shutil
 from pathlib import Path
 
-from localmaker.deploy.s3_urls import parse_s3_url
 from localmaker.deploy.session import Session
 from localmaker.errors import ArtifactError
 from localmaker.model.safe_tar import unpack
 from localmaker.model.sources import resolve_source
-
-BASE_REFERENCE = "localmaker_base_model.json"
-ADAPTER = "pytorch_lora_weights.safetensors"
+from localmaker.spec.names import LORA_BASE_MODEL_FILE, LORA_WEIGHTS_FILE
+from localmaker.spec.s3_urls import parse_s3_url
 
 
 def compose_lora_model(artifact_url: str, session: Session, workspace: Path) -> Path | None:
@@ -28,19 +26,19 @@ def compose_lora_model(artifact_url: str, session: Session, workspace: Path) -> 
     bucket, key = parse_s3_url(artifact_url)
     session.s3_client.download_file(bucket, key, str(archive))
     trained = unpack(archive, workspace / "trained")
-    reference = trained / BASE_REFERENCE
+    reference = trained / LORA_BASE_MODEL_FILE
     if not reference.is_file():
         return None
     try:
         base_spec = str(json.loads(reference.read_text())["base_model"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{BASE_REFERENCE} in {artifact_url} is unreadable: {exc}") from exc
-    if not (trained / ADAPTER).is_file():
-        raise ArtifactError(f"{artifact_url} names a base model but holds no {ADAPTER}")
+        raise ArtifactError(f"{LORA_BASE_MODEL_FILE} in {artifact_url} is unreadable: {exc}") from exc
+    if not (trained / LORA_WEIGHTS_FILE).is_file():
+        raise ArtifactError(f"{artifact_url} names a base model but holds no {LORA_WEIGHTS_FILE}")
     base = resolve_source(base_spec)
     served = workspace / "served"
     _link_tree(base, served)
-    for name in (ADAPTER, BASE_REFERENCE):
+    for name in (LORA_WEIGHTS_FILE, LORA_BASE_MODEL_FILE):
         target = served / name
         if target.exists() or target.is_symlink():
             target.unlink()

@@ -9,17 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from localmaker.deploy.deserializers import BaseDeserializer
-from localmaker.deploy.images import default_image
-from localmaker.deploy.instance_types import CATALOGUE, InstanceType, lookup
 from localmaker.deploy.model_data import locate, stage
-from localmaker.deploy.placement import local_gpu_count
 from localmaker.deploy.predictor import FakePredictor
 from localmaker.deploy.serializers import BaseSerializer
 from localmaker.deploy.session import Session
 from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
 from localmaker.errors import ConfigurationError
+from localmaker.spec.container_images import default_image
+from localmaker.spec.instance_types import CATALOGUE, InstanceType, lookup
+from localmaker.spec.names import DEFAULT_PROGRAM
 
-DEFAULT_PROGRAM = "inference.py"
 # Where the SDK points SAGEMAKER_SUBMIT_DIRECTORY for a repacked artifact: the code travels inside it.
 REPACKED_CODE_DIR = "/opt/ml/model/code"
 
@@ -88,7 +87,7 @@ class Model:
             print(f"[localmaker] Creating a REAL SageMaker endpoint '{endpoint_name}' in {session.region_name} on "
                   f"{count} x {itype.describe()}. AWS bills it per instance-hour until you delete it "
                   "(predictor.delete_endpoint()).", flush=True)
-        elif itype.has_gpu and local_gpu_count() == 0:
+        elif itype.has_gpu and _local_gpu_count() == 0:
             warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: "
                           "the endpoint runs on the CPU (slower; same results)", stacklevel=2)
 
@@ -135,11 +134,10 @@ class Model:
             print(f"[localmaker] Endpoint '{endpoint_name}' is InService in SageMaker ({session.region_name}) on "
                   f"{count} x {described}; it bills until predictor.delete_endpoint().", flush=True)
             return
-        info = session.local_endpoint(endpoint_name)
-        instances = [i for v in info["Variants"] for i in v["Instances"]]
-        devices = ", ".join(sorted({i["Device"] for i in instances}))
+        instances = session.local_endpoint(endpoint_name).instances
+        devices = ", ".join(sorted({str(i.device) for i in instances}))
         print(f"[localmaker] Simulated deployment: endpoint '{endpoint_name}' on {count} x {described}; "
-              f"nothing was provisioned in AWS. It runs locally on {devices} at {instances[0]['Url']}"
+              f"nothing was provisioned in AWS. It runs locally on {devices} at {instances[0].url}"
               + (f" (+{len(instances) - 1} more instance(s))" if len(instances) > 1 else ""), flush=True)
 
     def _image(self, itype: InstanceType) -> str:
@@ -172,3 +170,10 @@ class _StatusTicker:
     def finish(self) -> None:
         if self._started:
             print(flush=True)
+
+
+def _local_gpu_count() -> int:
+    # Imported here: the client leaves the control plane's modules (and torch) unloaded until it needs them.
+    from localmaker.control_plane.placement import local_gpu_count
+
+    return local_gpu_count()

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from localmaker.deploy.s3_urls import parse_s3_url
 from localmaker.deploy.session import Session
 from localmaker.errors import ConfigurationError
 from localmaker.model.artifact import pack, repack
 from localmaker.model.sources import resolve_source
+from localmaker.spec.names import DEFAULT_PROGRAM
+from localmaker.spec.s3_urls import parse_s3_url
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def stage(data: ModelData, session: Session, key_prefix: str, entry_point: str |
             artifact = data.archive or _download(str(data.s3_url), session, scratch_dir / "original.tar.gz")
             if source_dir is not None:
                 repacked = scratch_dir / "model.tar.gz"
-                repack(artifact, repacked, code_dir=source_dir, entry_point=entry_point or "inference.py")
+                repack(artifact, repacked, code_dir=source_dir, entry_point=entry_point or DEFAULT_PROGRAM)
                 artifact = repacked
         return session.upload_file(artifact, f"{key_prefix}/model.tar.gz")
 

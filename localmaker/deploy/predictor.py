@@ -17,8 +17,12 @@ from localmaker.deploy.deserializers import BaseDeserializer, BytesDeserializer
 from localmaker.deploy.serializers import BaseSerializer, IdentitySerializer
 from localmaker.deploy.session import Session
 from localmaker.errors import ModelError
-
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+from localmaker.local_endpoint.instance_transport import (
+    InstanceTransportError,
+    InstanceUnreachable,
+    mapped_transport_errors,
+)
+from localmaker.spec.names import CUSTOM_ATTRIBUTES_HEADER
 
 
 class FakePredictor:
@@ -65,9 +69,9 @@ class FakePredictor:
     def _learn_the_fleet(self) -> None:
         """Ask the control plane for the instances, unless known; the caller holds the lock."""
         if not self._urls:
-            info = self.sagemaker_session.local_endpoint(self.endpoint_name)
-            self._urls = [i["Url"] for v in info["Variants"] for i in v["Instances"]]
-            self._variant_count = len(info["Variants"])
+            view = self.sagemaker_session.local_endpoint(self.endpoint_name)
+            self._urls = view.instance_urls
+            self._variant_count = len(view.variants)
             self._turn = itertools.cycle(range(len(self._urls)))
 
     def _next_url(self) -> str:
@@ -88,7 +92,7 @@ class FakePredictor:
         }
         attributes = custom_attributes or args.get("CustomAttributes")
         if attributes:
-            headers[CUSTOM_ATTRIBUTES] = attributes
+            headers[CUSTOM_ATTRIBUTES_HEADER] = attributes
         body = self.serializer.serialize(data)
         if isinstance(body, str):
             body = body.encode("utf-8")
@@ -116,26 +120,28 @@ class FakePredictor:
         it on to a current instance cannot run the request twice.
         """
         for attempt in range(3):
+            url = self._next_url()
             try:
-                return self._http.request("POST", f"{self._next_url()}/invocations", body=body, headers=headers,
-                                          timeout=self._timeout_s)
-            except urllib3.exceptions.ConnectTimeoutError:
+                with mapped_transport_errors():
+                    return self._http.request("POST", f"{url}/invocations", body=body, headers=headers,
+                                              timeout=self._timeout_s)
+            except InstanceUnreachable:
                 with self._lock:
                     self._urls = []
                 if attempt < 2:
                     time.sleep(0.2 * (attempt + 1))  # a replacement may still be joining the rotation
-            except urllib3.exceptions.HTTPError as exc:
+            except InstanceTransportError as exc:
                 with self._lock:
                     self._urls = []
-                raise ModelError(500, f"the instance did not answer: {exc}", self.endpoint_name) from exc
+                raise ModelError(500, str(exc), self.endpoint_name) from exc
         raise ModelError(503, "no instance of the endpoint could be reached; it may be updating or healing",
                          self.endpoint_name)
 
     def _invoke_endpoint(self, body: bytes, headers: dict[str, str], routing: dict[str, str]) -> Any:
         request: dict[str, Any] = {"EndpointName": self.endpoint_name, "Body": body,
                                    "ContentType": headers["Content-Type"], "Accept": headers["Accept"], **routing}
-        if CUSTOM_ATTRIBUTES in headers:
-            request["CustomAttributes"] = headers[CUSTOM_ATTRIBUTES]
+        if CUSTOM_ATTRIBUTES_HEADER in headers:
+            request["CustomAttributes"] = headers[CUSTOM_ATTRIBUTES_HEADER]
         try:
             answer = self.sagemaker_session.sagemaker_runtime_client.invoke_endpoint(**request)
         except ClientError as exc:

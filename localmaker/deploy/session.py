@@ -13,13 +13,17 @@ import urllib.request
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-from localmaker.deploy.control_plane import DUMMY_CREDENTIALS, ControlPlane
+from localmaker.deploy.endpoint_view import EndpointView
 from localmaker.errors import ConfigurationError, DeploymentError
+from localmaker.spec.names import LOCAL_CREDENTIALS, endpoint_log_group
+
+if TYPE_CHECKING:
+    from localmaker.control_plane.server import ControlPlane
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +72,16 @@ class Session:
                                          "dummy credentials against the control plane")
             region_name = region_name or LOCAL_REGION
             if endpoint_url is None:
+                # Imported here: a script that attaches to `localmaker up`, or targets AWS, never loads moto.
+                from localmaker.control_plane.server import ControlPlane
+
                 self._control_plane = ControlPlane(region=region_name, work_root=work_root,
                                                    startup_timeout_s=startup_timeout_s).start()
                 _LIVE_CONTROL_PLANES.add(self._control_plane)
                 endpoint_url = self._control_plane.url
             self.endpoint_url = endpoint_url.rstrip("/")
             self.region_name = region_name
-            self.boto_session = boto3.Session(region_name=region_name, **DUMMY_CREDENTIALS)
+            self.boto_session = boto3.Session(region_name=region_name, **LOCAL_CREDENTIALS)
         self.sagemaker_client = self._client("sagemaker")
         self.sagemaker_runtime_client = self._client("sagemaker-runtime")
         self.s3_client = self._client("s3")
@@ -134,15 +141,15 @@ class Session:
             raise ConfigurationError(
                 f"{what} exists only on the local target: with target='aws' the endpoint runs in SageMaker; "
                 "use sagemaker_client.describe_endpoint, sagemaker_runtime_client.invoke_endpoint and the "
-                "CloudWatch log group /aws/sagemaker/Endpoints/<name> instead"
+                f"CloudWatch log group {endpoint_log_group('<name>')} instead"
             )
         return self.endpoint_url
 
-    def local_endpoint(self, name: str) -> dict[str, Any]:
+    def local_endpoint(self, name: str) -> EndpointView:
         """The control plane's view of a running endpoint: instance URLs, devices, log files."""
         url = self.require_local("local_endpoint()")
         with urllib.request.urlopen(f"{url}/_localmaker/endpoints/{name}", timeout=10) as answer:
-            return dict(json.load(answer))
+            return EndpointView(json.load(answer))
 
     def wait_for_endpoint(self, name: str, timeout_s: float = 900.0, poll_s: float | None = None,
                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:

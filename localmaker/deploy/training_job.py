@@ -6,8 +6,6 @@ as ``Estimator.fit(wait=True, logs=True)`` shows CloudWatch logs in the SageMake
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import sys
 import tempfile
@@ -22,9 +20,12 @@ from tqdm import tqdm
 from localmaker.deploy.session import Session
 from localmaker.errors import ConfigurationError, TrainingError
 from localmaker.model.artifact import pack_directory
+from localmaker.spec.hyperparameters import encode_hyperparameters
+from localmaker.spec.training_progress import parse_progress
+from localmaker.training import SOURCE_DIR as TRAINING_SOURCE_DIR
 
-BUILTIN_SCRIPTS = {"train_lora.py": Path(__file__).resolve().parent.parent / "model" / "train_lora.py"}
-PROGRESS = re.compile(r"\[localmaker:progress\] step=(\d+) total=(\d+) loss=(\S+)")
+# The entry scripts localmaker ships; each runs with every sibling module of its folder beside it.
+BUILTIN_SCRIPTS = {"train_lora.py": TRAINING_SOURCE_DIR / "train_lora.py"}
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
@@ -49,7 +50,10 @@ def upload_source(session: Session, job_name: str, entry_point: str, source_dir:
             shutil.copytree(source_dir, folder, ignore=shutil.ignore_patterns("__pycache__", ".git"))
         elif entry_point in BUILTIN_SCRIPTS:
             folder.mkdir()
-            shutil.copy2(BUILTIN_SCRIPTS[entry_point], folder / entry_point)
+            # The script imports its siblings as top-level modules, so all of them travel with it.
+            for module in sorted(TRAINING_SOURCE_DIR.glob("*.py")):
+                if module.name != "__init__.py":
+                    shutil.copy2(module, folder / module.name)
         else:
             raise ConfigurationError(f"entry_point {entry_point!r} needs source_dir, the folder that holds it "
                                      f"(built-in scripts: {', '.join(BUILTIN_SCRIPTS)})")
@@ -69,13 +73,12 @@ def follow(session: Session, job_name: str, logs: bool = True, poll_s: float = 0
         pending = lines.pop()
         for raw in lines:
             line = raw.decode("utf-8", "replace")
-            progress = PROGRESS.search(line)
+            progress = parse_progress(line)
             if progress and logs:
-                step, total = int(progress[1]), int(progress[2])
                 if bar is None:
-                    bar = tqdm(total=total, desc=f"training {job_name}", unit="step", file=sys.stderr)
-                bar.update(step - bar.n)
-                bar.set_postfix(loss=progress[3])
+                    bar = tqdm(total=progress.total, desc=f"training {job_name}", unit="step", file=sys.stderr)
+                bar.update(progress.step - bar.n)
+                bar.set_postfix(loss=f"{progress.loss:.6f}")
             elif logs and line.strip():
                 (bar.write if bar is not None else print)(line)
         if status in TERMINAL:
@@ -99,12 +102,11 @@ def _log_chunk(session: Session, job_name: str, offset: int) -> tuple[bytes, int
 def hyperparameters_for_job(hyperparameters: Mapping[str, Any], entry_point: str, source_url: str,
                             region: str, job_name: str) -> dict[str, str]:
     """The SDK JSON-encodes every value and adds the keys that tell the toolkit what to run."""
-    encoded = {str(k): json.dumps(v) for k, v in hyperparameters.items()}
-    encoded.update({
-        "sagemaker_program": json.dumps(entry_point),
-        "sagemaker_submit_directory": json.dumps(source_url),
-        "sagemaker_region": json.dumps(region),
-        "sagemaker_job_name": json.dumps(job_name),
-        "sagemaker_container_log_level": "20",
+    return encode_hyperparameters({
+        **hyperparameters,
+        "sagemaker_program": entry_point,
+        "sagemaker_submit_directory": source_url,
+        "sagemaker_region": region,
+        "sagemaker_job_name": job_name,
+        "sagemaker_container_log_level": 20,
     })
-    return encoded

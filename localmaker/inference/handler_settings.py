@@ -16,7 +16,8 @@ from serving_errors import ModelLoadError
 
 POOLING_MODES = ("mean", "last_token", "cls")
 DTYPES = ("float32", "float16", "bfloat16")
-DEFAULT_BATCH_SIZE = 32
+# Texts per embedding forward pass (LOCALMAKER_BATCH_SIZE), not requests per batch (SAGEMAKER_TS_BATCH_SIZE).
+DEFAULT_TEXTS_PER_BATCH = 32
 # Padded tokens per embedding forward pass (rows x longest row): caps activation memory for long texts.
 DEFAULT_MAX_BATCH_TOKENS = 16384
 # Pixels one diffusion request may ask for (images x height x width): four 768x768 images by default.
@@ -49,7 +50,7 @@ class HandlerSettings:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     cache_dir: Path | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_TEXTS_PER_BATCH
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     # Whether gathered diffusion requests of one shape run as one pipeline call; None: on CUDA only.
     joint_diffusion_batches: bool | None = None
@@ -68,7 +69,7 @@ class HandlerSettings:
             trust_remote_code=_flag(env, ENV_TRUST_REMOTE_CODE),
             allow_pickle=_flag(env, ENV_ALLOW_PICKLE),
             cache_dir=Path(cache) if (cache := _optional(env, ENV_CACHE_DIR)) else None,
-            batch_size=_positive_int(env, ENV_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+            batch_size=_positive_int(env, ENV_BATCH_SIZE, DEFAULT_TEXTS_PER_BATCH),
             max_batch_tokens=_positive_int(env, ENV_MAX_BATCH_TOKENS, DEFAULT_MAX_BATCH_TOKENS),
             joint_diffusion_batches=_flag(env, ENV_JOINT_DIFFUSION) if _optional(env, ENV_JOINT_DIFFUSION) else None,
             safety_checker=_flag(env, ENV_SAFETY_CHECKER, default=True),

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from flask import Flask, Response, request
 
-from localmaker.contract.openapi_document import openapi_document
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import (
     BadRequest,
@@ -20,11 +19,12 @@ from localmaker.local_endpoint.errors import (
 from localmaker.local_endpoint.media_types import JSON
 from localmaker.local_endpoint.model_executor import ModelExecutor
 from localmaker.local_endpoint.model_holder import LoadState, ModelHolder
+from localmaker.local_endpoint.openapi_document import openapi_document
 from localmaker.local_endpoint.settings import EndpointSettings
+from localmaker.spec.names import CUSTOM_ATTRIBUTES_HEADER
 
 logger = logging.getLogger(__name__)
 
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
@@ -49,7 +49,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
     @app.get("/ping")
     def ping() -> Response:
         holder.require_ready()  # until the model is loaded, raises the 503 that says why
-        return _json(200, {"status": LoadState.READY.value})
+        return _json(200, {"status": LoadState.HEALTHY.value})
 
     @app.post("/invocations")
     def invocations() -> Response:
@@ -65,7 +65,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
             raise BadRequest("the request body is empty; send a payload in the declared Content-Type")
         context = InvocationContext(
             model_dir=settings.model_dir,
-            custom_attributes=request.headers.get(CUSTOM_ATTRIBUTES),
+            custom_attributes=request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
             headers=dict(request.headers),
         )
         content_type = request.headers.get("Content-Type", JSON)
@@ -80,7 +80,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
                 lambda: handlers.invoke(model, body, content_type, accept, context))
         response = Response(payload, status=200, content_type=response_type)
         if context.response_custom_attributes:
-            response.headers[CUSTOM_ATTRIBUTES] = context.response_custom_attributes
+            response.headers[CUSTOM_ATTRIBUTES_HEADER] = context.response_custom_attributes
         return response
 
     @app.get("/openapi.json")

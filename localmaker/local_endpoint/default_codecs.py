@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from localmaker.local_endpoint.errors import BadRequest, UnsupportedAccept, UnsupportedContentType
-from localmaker.local_endpoint.media_types import JSON, NPY, base_type, preferred
+from localmaker.local_endpoint.media_types import JSON, NPY, media_type, preferred
 
 INPUT_TYPES = (JSON, NPY, "text/csv", "text/plain")
 OUTPUT_TYPES = (JSON, NPY, "text/csv")
@@ -29,7 +29,7 @@ _MALFORMED = (UnicodeDecodeError, ValueError, EOFError, zipfile.BadZipFile, Recu
 
 
 def default_input_fn(input_data: bytes, content_type: str) -> Any:
-    kind = base_type(content_type) or JSON
+    kind = media_type(content_type) or JSON
     try:
         if kind == JSON:
             return json.loads(input_data)

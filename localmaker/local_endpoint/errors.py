@@ -57,8 +57,13 @@ class ModelLoadFailed(ModelNotReady):
 
 
 class HandlerFailure(EndpointError):
+    """The handler raised something that names no status: the container's 500.
+
+    Not "ModelError": that is AWS's 424 wrapping whatever the container answered.
+    """
+
     status = 500
-    code = "ModelError"
+    code = "HandlerFailure"
 
 
 class _HandlerStatusError(EndpointError):

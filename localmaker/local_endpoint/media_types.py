@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-JSON = "application/json"
-NPY = "application/x-npy"
+from localmaker.spec.media_types import JSON, NPY, media_type
 
-
-def base_type(header: str | None) -> str:
-    """``'application/json; charset=utf-8'`` → ``'application/json'``."""
-    return (header or "").split(";", 1)[0].strip().lower()
+__all__ = ["JSON", "NPY", "accepted", "concrete", "media_type", "preferred"]
 
 
 def accepted(accept: str | None) -> list[str]:
     """The media types of an Accept header, in the order given: ``'a/b, c/d;q=0.5'`` → ``['a/b', 'c/d']``."""
-    return [kind for part in (accept or "").split(",") if (kind := base_type(part))]
+    return [kind for part in (accept or "").split(",") if (kind := media_type(part))]
 
 
 def preferred(accept: str | None, offered: tuple[str, ...]) -> str | None:

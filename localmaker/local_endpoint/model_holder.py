@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 class LoadState(enum.Enum):
     LOADING = "Loading"
-    READY = "Healthy"
+    HEALTHY = "Healthy"
     FAILED = "Failed"
 
 
@@ -54,7 +54,7 @@ class ModelHolder:
             context = InvocationContext.for_loading(self._settings.model_dir)
             self.model = handlers.load_model(self._settings.model_dir, context)
             self.handlers = handlers
-            self._state = LoadState.READY
+            self._state = LoadState.HEALTHY
             logger.info("model loaded from %s", self._settings.model_dir)
         except BaseException as exc:  # noqa: BLE001 - any failure must reach /ping, not kill the worker
             if isinstance(exc, ImportError):
@@ -81,6 +81,6 @@ class ModelHolder:
     def require_ready(self) -> tuple[Handlers, Any]:
         if self._state is LoadState.FAILED:
             raise ModelLoadFailed(self._failure)
-        if self._state is not LoadState.READY or self.handlers is None:
+        if self._state is not LoadState.HEALTHY or self.handlers is None:
             raise ModelNotReady("the model is still loading; retry once GET /ping answers 200")
         return self.handlers, self.model

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmaker.errors import ConfigurationError
+from localmaker.spec.names import DEFAULT_PROGRAM, MAX_PAYLOAD_BYTES
 
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints reject larger bodies
-DEFAULT_PROGRAM = "inference.py"
 DEFAULT_THREADS = 32
 DEFAULT_TIMEOUT_S = 60
-DEFAULT_BATCH_SIZE = 32
+# SAGEMAKER_TS_BATCH_SIZE: requests gathered into one predict_batch_fn call (not texts per forward pass).
+DEFAULT_MAX_BATCH_REQUESTS = 32
 DEFAULT_BATCH_DELAY_MS = 10
 
 
@@ -48,34 +48,24 @@ class EndpointSettings:
     model_dir: Path
     code_dir: Path
     program: str = DEFAULT_PROGRAM
-    workers: int = 1
-    # Request threads per worker: enough for a full batch to gather; they wait on one model thread.
-    threads: int = DEFAULT_THREADS
     timeout_s: int = DEFAULT_TIMEOUT_S
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     # Batching applies to handlers with predict_batch_fn; a lone request waits for nobody.
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_MAX_BATCH_REQUESTS
     max_batch_delay_ms: int = DEFAULT_BATCH_DELAY_MS
     log_file: Path | None = None
-
-    @property
-    def program_path(self) -> Path:
-        return self.code_dir / self.program
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EndpointSettings:
         model_dir = Path(environ.get("SM_MODEL_DIR") or environ.get("LOCALMAKER_MODEL_DIR") or "/opt/ml/model")
         code_dir = Path(environ.get("LOCALMAKER_CODE_DIR") or model_dir / "code")
         log_file = environ.get("LOCALMAKER_LOG_FILE")
-        workers, threads = server_size(environ)
         return cls(
             model_dir=model_dir,
             code_dir=code_dir,
             program=environ.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM,
-            workers=workers,
-            threads=threads,
             timeout_s=model_server_timeout(environ),
-            batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+            batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", DEFAULT_MAX_BATCH_REQUESTS),
             max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", DEFAULT_BATCH_DELAY_MS, minimum=0),
             log_file=Path(log_file) if log_file else None,
         )

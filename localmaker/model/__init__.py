@@ -1,4 +1,8 @@
-"""Model artifacts: resolve weights offline, build tiny test models, pack and safely unpack model.tar.gz."""
+"""What is deployed: resolve weights offline, pack and safely unpack model.tar.gz, check integrity.
+
+The builders of the offline default models (tiny-qwen3, tiny-sd) and of the example style dataset
+live in ``model.builders``.
+"""
 
 from localmaker.model.artifact import pack, repack
 from localmaker.model.safe_tar import unpack

@@ -27,11 +27,10 @@ from pathlib import Path
 
 from localmaker.errors import ArtifactError, ConfigurationError
 from localmaker.model.safe_tar import unpack
+from localmaker.spec.names import CODE_FOLDER, DEFAULT_PROGRAM
 
 logger = logging.getLogger(__name__)
 
-CODE_DIRNAME = "code"
-DEFAULT_ENTRY_POINT = "inference.py"
 CORPUS_SUFFIXES = (".jsonl", ".txt")
 # Skipped at any depth: caches and VCS data are never part of a model.
 SKIP_NAMES = frozenset({".localmaker-cache", "__pycache__", ".git", ".cache", ".DS_Store"})
@@ -99,14 +98,14 @@ def _code_files(
     model_dir: Path, code_dir: Path | None, entry_point: str | None, builtin: Path | None
 ) -> list[tuple[Path, str]]:
     """Pick the inference code: the user's source_dir, else the model's own code/, else the built-in."""
-    entry = entry_point or DEFAULT_ENTRY_POINT
+    entry = entry_point or DEFAULT_PROGRAM
     if code_dir is not None:
         code_dir = Path(code_dir)
         if not code_dir.is_dir():
             raise ConfigurationError(f"source_dir {code_dir} does not exist or is not a directory")
         _check_entry_point(code_dir, entry)
         return list(_walk(code_dir))
-    own = model_dir / CODE_DIRNAME
+    own = model_dir / CODE_FOLDER
     if own.is_dir():
         logger.info("%s already carries code/; packing it as is", model_dir)
         _check_entry_point(own, entry)
@@ -210,7 +209,7 @@ def pack(
     code = _code_files(model_dir, code_dir, entry_point, builtin_code)
     corpus_member = _corpus_member(corpus)
 
-    skip_top = {CODE_DIRNAME}
+    skip_top = {CODE_FOLDER}
     if corpus_member is not None:
         skip_top |= {"corpus" + suffix for suffix in CORPUS_SUFFIXES}
     members = [
@@ -220,17 +219,17 @@ def pack(
     ]
     if corpus_member is not None:
         members.append(corpus_member)
-    members += [(path, f"{CODE_DIRNAME}/{name}") for path, name in code]
+    members += [(path, f"{CODE_FOLDER}/{name}") for path, name in code]
     _write_archive(output, members)
     logger.info("packed %s (%d files) into %s", model_dir, len(members), output)
     return output
 
 
-def pack_handler(script: str, output: Path, entry_point: str = "inference.py") -> Path:
+def pack_handler(script: str, output: Path, entry_point: str = DEFAULT_PROGRAM) -> Path:
     """A model.tar.gz holding only ``code/<entry_point>`` with ``script``: a handler that loads no weights
     (an echo or a stub), which starts in a fraction of the time a model does."""
     with tempfile.TemporaryDirectory(prefix="localmaker-handler-") as scratch:
-        code = Path(scratch) / CODE_DIRNAME
+        code = Path(scratch) / CODE_FOLDER
         code.mkdir()
         (code / entry_point).write_text(script, encoding="utf-8")
         return pack_directory(Path(scratch), output)

@@ -10,11 +10,13 @@ source is not available the error says how to make it available.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -143,13 +145,13 @@ def build_named_source(dirname: str, builder: Callable[[Path], Path]) -> Path:
 
 
 def _resolve_tiny_qwen3() -> Path:
-    from localmaker.model.tiny_qwen3 import build_tiny_qwen3
+    from localmaker.model.builders.tiny_qwen3 import build_tiny_qwen3
 
     return build_named_source(TINY_QWEN3_DIRNAME, build_tiny_qwen3)
 
 
 def _resolve_tiny_sd() -> Path:
-    from localmaker.model.tiny_sd import build_tiny_sd
+    from localmaker.model.builders.tiny_sd import build_tiny_sd
 
     return build_named_source(TINY_SD_DIRNAME, build_tiny_sd)
 
@@ -255,3 +257,24 @@ def resolve_source(spec: str) -> Path:
     if text.startswith(("/", ".", "~")) or os.sep in text:
         raise ConfigurationError(f"model directory {text!r} does not exist")
     raise ConfigurationError(f"unknown model source {text!r}: expected {_accepted_forms()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m localmaker.model SPEC``: print the folder ``SPEC`` resolves to, and nothing else.
+
+    The built-in training script never imports localmaker (a real training container has none), so where
+    localmaker is installed it runs this to resolve named sources such as ``tiny-sd``. On failure the
+    reason is the last line on stderr and the exit status is 2.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m localmaker.model SOURCE\n")
+        return 2
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # a builder's chatter must not mix with the path
+            path = resolve_source(args[0])
+    except Exception as exc:
+        sys.stderr.write((" ".join(str(exc).split()) or type(exc).__name__) + "\n")
+        return 2
+    sys.stdout.write(f"{path}\n")
+    return 0

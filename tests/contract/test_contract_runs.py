@@ -15,9 +15,9 @@ from botocore.exceptions import ClientError
 
 from localmaker.contract.deployment import ContractTarget, deployed
 from localmaker.contract.examples import DEFAULT_CASES, parse_examples
-from localmaker.contract.openapi_document import openapi_document
 from localmaker.contract.results import Outcome
 from localmaker.contract.runner import ContractRun, run_contract
+from localmaker.local_endpoint.openapi_document import openapi_document
 from tests.contract.conftest import ECHO_MODEL, HANDLERS
 from tests.process_probe import group_members
 
@@ -51,8 +51,7 @@ def _broken(name: str) -> ContractTarget:
 def test_a_deployed_instance_serves_the_openapi_document_and_is_reaped_on_the_way_out(contract_session):
     with deployed(contract_session, _broken("wrong_content_type")) as deployment:
         assert deployment.failure is None and len(deployment.instance_urls) == 1
-        info = contract_session.local_endpoint(deployment.endpoint_name)
-        groups = [i["Pid"] for v in info["Variants"] for i in v["Instances"]]
+        groups = [i.pid for i in contract_session.local_endpoint(deployment.endpoint_name).instances]
         assert groups and all(group_members(g) for g in groups)
         with urllib.request.urlopen(f"{deployment.instance_urls[0]}/openapi.json", timeout=10) as answer:
             assert answer.headers["Content-Type"] == "application/json"

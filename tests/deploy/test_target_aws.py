@@ -24,10 +24,10 @@ from moto import mock_aws
 from localmaker import ConfigurationError, ModelError
 from localmaker.deploy import Estimator, FakePredictor, Model, Session
 from localmaker.deploy.deserializers import JSONDeserializer
-from localmaker.deploy.images import default_image
-from localmaker.deploy.instance_types import lookup
 from localmaker.deploy.serializers import JSONSerializer
 from localmaker.model.artifact import builtin_code_dir
+from localmaker.spec.container_images import default_image
+from localmaker.spec.instance_types import lookup
 
 ACCOUNT = "123456789012"  # the account moto's STS reports
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"

@@ -6,10 +6,11 @@ import pytest
 
 from localmaker import ConfigurationError
 from localmaker.deploy import Estimator, Model, Session
-from localmaker.deploy.instance_types import CATALOGUE, lookup
 from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
+from localmaker.spec.instance_types import CATALOGUE, lookup
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = PLACEHOLDER_ROLE
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from localmaker.control_plane.instance_process import free_port
 from localmaker.deploy import Session
-from localmaker.deploy.instance_process import free_port
+from localmaker.spec.names import PLACEHOLDER_ROLE
 from tests.process_probe import group_members
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = PLACEHOLDER_ROLE
 CLI = [sys.executable, "-m", "localmaker.cli"]
 
 
@@ -37,7 +38,7 @@ def artifact_member(session: Session, url: str, member: str) -> bytes:
 
 def instance_pids(session: Session, endpoint_name: str) -> list[int]:
     info = session.local_endpoint(endpoint_name)
-    return [i["Pid"] for v in info["Variants"] for i in v["Instances"]] + [i["Pid"] for i in info["RetiredInstances"]]
+    return [i.pid for i in info.instances + info.retired]
 
 
 @pytest.fixture(scope="session")

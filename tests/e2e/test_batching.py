@@ -20,6 +20,7 @@ from PIL import Image
 from benchmarks.load import worker_pids
 from localmaker import ModelError
 from localmaker.deploy import Model
+from localmaker.deploy.endpoint_view import InstanceView
 from localmaker.deserializers import JSONDeserializer
 from localmaker.model.artifact import pack_handler
 from localmaker.serializers import JSONSerializer
@@ -98,8 +99,8 @@ def _at_once(predictor: Any, requests: list[Any]) -> list[Any]:
         return list(pool.map(one, requests))
 
 
-def _instance(session: Any, predictor: Any) -> dict[str, Any]:
-    return dict(session.local_endpoint(predictor.endpoint_name)["Variants"][0]["Instances"][0])
+def _instance(session: Any, predictor: Any) -> InstanceView:
+    return session.local_endpoint(predictor.endpoint_name).instances[0]
 
 
 def _assert_same_answer(alone: dict[str, Any], batched: dict[str, Any]) -> None:
@@ -121,7 +122,7 @@ def test_concurrent_embedding_requests_answer_as_they_would_alone(session, tiny_
         for index, answer in enumerate(answers[:-1]):
             _assert_same_answer(alone[index % len(EMBEDDING_REQUESTS)], answer)
         assert isinstance(answers[-1], ModelError) and answers[-1].original_status_code == 400
-        log = Path(_instance(session, predictor)["LogFile"]).read_text()
+        log = _instance(session, predictor).log_file.read_text()
         assert "running a batch of" in log, "the concurrent requests never shared a forward pass"
 
 
@@ -159,7 +160,7 @@ def test_concurrent_image_requests_keep_their_seeds_and_pixels(session, tiny_sd_
 
     with _deploy(session, str(tiny_sd_dir), {"LOCALMAKER_JOINT_DIFFUSION_BATCHES": "1"}) as joint:
         shared = _at_once(joint, requests)
-        log = Path(_instance(session, joint)["LogFile"]).read_text()
+        log = _instance(session, joint).log_file.read_text()
     assert "in one pipeline call" in log
     for single, batched in zip(alone, shared, strict=True):
         assert batched["seeds"] == single["seeds"]
@@ -171,7 +172,7 @@ def test_concurrent_image_requests_keep_their_seeds_and_pixels(session, tiny_sd_
 def test_a_stuck_model_call_times_out_and_the_worker_is_replaced(session, tmp_path):
     model_data = _code_only_artifact(tmp_path / "slow-model", SLOW_SCRIPT)
     with _deploy(session, model_data, {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"}) as predictor:
-        master = _instance(session, predictor)["Pid"]
+        master = _instance(session, predictor).pid
         workers_before = set(worker_pids(master))
         with pytest.raises(ClientError) as timed_out:
             session.sagemaker_runtime_client.invoke_endpoint(

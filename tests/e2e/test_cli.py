@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from localmaker.cli import DEMO_DOCUMENTS, DEMO_QUERY
-from localmaker.deploy.instance_process import free_port
+from localmaker.control_plane.instance_process import free_port
 
 pytestmark = pytest.mark.e2e
 

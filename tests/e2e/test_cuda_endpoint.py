@@ -6,7 +6,6 @@ It runs only where CUDA exists (the lent GPU machine); CI and developer machines
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,11 +35,11 @@ def test_gpu_instance_runs_on_cuda_in_bf16_and_matches_the_cpu(session, tiny_qwe
     cpu = _deploy(session, "ml.m5.xlarge")
     try:
         assert "runs locally on cuda:0" in printed
-        gpu_instance = session.local_endpoint(gpu.endpoint_name)["Variants"][0]["Instances"][0]
-        assert gpu_instance["Device"] == "cuda:0"
-        assert "on cuda:0 (bfloat16)" in Path(gpu_instance["LogFile"]).read_text()
-        cpu_instance = session.local_endpoint(cpu.endpoint_name)["Variants"][0]["Instances"][0]
-        assert "on cpu (float32)" in Path(cpu_instance["LogFile"]).read_text()
+        gpu_instance = session.local_endpoint(gpu.endpoint_name).instances[0]
+        assert gpu_instance.device == "cuda:0"
+        assert "on cuda:0 (bfloat16)" in gpu_instance.log_file.read_text()
+        cpu_instance = session.local_endpoint(cpu.endpoint_name).instances[0]
+        assert "on cpu (float32)" in cpu_instance.log_file.read_text()
 
         on_gpu = np.array(gpu.predict({"inputs": TEXTS})["embeddings"])
         on_cpu = np.array(cpu.predict({"inputs": TEXTS})["embeddings"])
@@ -61,9 +60,9 @@ def test_stable_diffusion_runs_on_cuda_in_fp16_deterministically(session, tiny_s
         initial_instance_count=1, instance_type="ml.g5.xlarge",
         serializer=JSONSerializer(), deserializer=BytesDeserializer())
     try:
-        instance = session.local_endpoint(predictor.endpoint_name)["Variants"][0]["Instances"][0]
-        assert instance["Device"] == "cuda:0"
-        assert "on cuda:0 (float16)" in Path(instance["LogFile"]).read_text()
+        instance = session.local_endpoint(predictor.endpoint_name).instances[0]
+        assert instance.device == "cuda:0"
+        assert "on cuda:0 (float16)" in instance.log_file.read_text()
         request = {"inputs": "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
                    "parameters": {"num_inference_steps": 3, "seed": 42, "scheduler": "euler_a"}}
         first = predictor.predict(request, initial_args={"Accept": "image/png"})

@@ -101,9 +101,9 @@ def _invocation_counts(log_files: list[Path], expected_total: int | None = None)
 
 
 def test_requests_round_robin_across_both_instances(session, qwen_endpoint):
-    instances = session.local_endpoint(qwen_endpoint.endpoint_name)["Variants"][0]["Instances"]
-    assert len(instances) == 2 and len({i["Url"] for i in instances}) == 2
-    logs = [Path(i["LogFile"]) for i in instances]
+    instances = session.local_endpoint(qwen_endpoint.endpoint_name).instances
+    assert len(instances) == 2 and len({i.url for i in instances}) == 2
+    logs = [i.log_file for i in instances]
     predictor = FakePredictor(qwen_endpoint.endpoint_name, session, JSONSerializer(), JSONDeserializer())
     before = _invocation_counts(logs)
     for _ in range(4):

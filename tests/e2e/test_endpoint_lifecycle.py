@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -23,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from localmaker.deploy import FakePredictor, Session
+from localmaker.deploy.endpoint_view import InstanceView
 from localmaker.deserializers import JSONDeserializer
 from localmaker.model.artifact import pack, pack_handler
 from localmaker.serializers import JSONSerializer
@@ -52,12 +52,8 @@ class Aws:
     runtime: Any
     cloudwatch: Any
 
-    def local_view(self, endpoint: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/_localmaker/endpoints/{endpoint}", timeout=10) as answer:
-            return dict(json.load(answer))
-
-    def instances(self, endpoint: str) -> list[dict[str, Any]]:
-        return [i for v in self.local_view(endpoint)["Variants"] for i in v["Instances"]]
+    def instances(self, endpoint: str) -> tuple[InstanceView, ...]:
+        return Session(endpoint_url=self.url).local_endpoint(endpoint).instances
 
     def embed(self, endpoint: str, texts: list[str]) -> np.ndarray:
         answer = self.runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json",
@@ -150,7 +146,7 @@ def test_update_endpoint_is_blue_green_and_a_failed_update_rolls_back(aws: Aws) 
     aws.sagemaker.create_endpoint(EndpointName="bg", EndpointConfigName="blue")
     aws.wait_in_service("bg")
     before = aws.embed("bg", ["a query", "a document"])
-    blue_pids = [i["Pid"] for i in aws.instances("bg")]
+    blue_pids = [i.pid for i in aws.instances("bg")]
 
     with Traffic(aws, "bg") as traffic:
         arn = aws.sagemaker.update_endpoint(EndpointName="bg", EndpointConfigName="green")["EndpointArn"]
@@ -163,7 +159,7 @@ def test_update_endpoint_is_blue_green_and_a_failed_update_rolls_back(aws: Aws) 
     after = aws.embed("bg", ["a query", "a document"])
     assert not np.allclose(before, after, atol=1e-4), "the green fleet (mean pooling) is not the one answering"
     assert _gone(blue_pids), "the blue instances were not stopped after the swap"
-    green_pids = [i["Pid"] for i in aws.instances("bg")]
+    green_pids = [i.pid for i in aws.instances("bg")]
 
     with Traffic(aws, "bg") as traffic:
         aws.sagemaker.update_endpoint(EndpointName="bg", EndpointConfigName="doomed")
@@ -173,7 +169,7 @@ def test_update_endpoint_is_blue_green_and_a_failed_update_rolls_back(aws: Aws) 
     assert traffic.failures == [] and traffic.answered > 0
     assert rolled_back["EndpointStatus"] == "InService" and rolled_back["EndpointConfigName"] == "green"
     assert "rolled back" in rolled_back["FailureReason"] and "weights are corrupt" in rolled_back["FailureReason"]
-    assert [i["Pid"] for i in aws.instances("bg")] == green_pids
+    assert [i.pid for i in aws.instances("bg")] == green_pids
     np.testing.assert_allclose(aws.embed("bg", ["a query", "a document"]), after, atol=1e-6)
 
     with pytest.raises(ClientError, match="Could not find"):
@@ -194,24 +190,24 @@ def test_capacity_changes_live_and_a_killed_instance_is_healed(aws: Aws) -> None
         aws.embed("elastic", ["too early"])
     aws.wait_in_service("elastic")
     aws.wait_in_service("neighbour")
-    assert {i["Url"] for i in aws.instances("elastic")}.isdisjoint(i["Url"] for i in aws.instances("neighbour"))
+    assert {i.url for i in aws.instances("elastic")}.isdisjoint(i.url for i in aws.instances("neighbour"))
 
     aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[
         {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}])
     described = aws.wait_status_leaves("elastic", "Updating")
     assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
     pair = aws.instances("elastic")
-    assert len({i["Pid"] for i in pair}) == 2
+    assert len({i.pid for i in pair}) == 2
 
     attached = Session(endpoint_url=aws.url)
     predictor = FakePredictor("elastic", attached, serializer=JSONSerializer(), deserializer=JSONDeserializer())
     assert len(predictor.instance_urls) == 2  # it remembers both instances, one of which is about to die
 
-    victim = pair[0]["Pid"]
+    victim = pair[0].pid
     os.killpg(victim, signal.SIGKILL)  # the whole instance, master and workers, as a lost host
     with Traffic(aws, "elastic") as traffic:
         deadline = time.monotonic() + 120
-        while {i["Pid"] for i in aws.instances("elastic")} - {p["Pid"] for p in pair} == set():
+        while {i.pid for i in aws.instances("elastic")} - {p.pid for p in pair} == set():
             assert time.monotonic() < deadline, "the dead instance was never replaced"
             time.sleep(0.25)
         time.sleep(0.5)
@@ -219,13 +215,13 @@ def test_capacity_changes_live_and_a_killed_instance_is_healed(aws: Aws) -> None
     healed = aws.sagemaker.describe_endpoint(EndpointName="elastic")
     assert healed["EndpointStatus"] == "InService"
     assert healed["ProductionVariants"][0]["CurrentInstanceCount"] == 2
-    assert victim not in {i["Pid"] for i in aws.instances("elastic")}
+    assert victim not in {i.pid for i in aws.instances("elastic")}
     assert aws.embed("neighbour", ["the other endpoint never noticed"]).shape[0] == 1
     for _ in range(4):  # the dead instance's URL is refused, and the predictor asks where the live ones are
         assert len(predictor.predict({"inputs": ["still answered"]})["embeddings"]) == 1
-    assert set(predictor.instance_urls) == {i["Url"] for i in aws.instances("elastic")}
+    assert set(predictor.instance_urls) == {i.url for i in aws.instances("elastic")}
 
-    survivors = [i["Pid"] for i in aws.instances("elastic")]
+    survivors = [i.pid for i in aws.instances("elastic")]
     aws.sagemaker.update_endpoint_weights_and_capacities(EndpointName="elastic", DesiredWeightsAndCapacities=[
         {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])
     described = aws.wait_status_leaves("elastic", "Updating")
@@ -387,7 +383,7 @@ def test_a_request_in_flight_when_its_instance_is_swapped_out_finishes_there_onc
     aws.config("slow-green", "slow-green")
     aws.sagemaker.create_endpoint(EndpointName="slow", EndpointConfigName="slow-blue")
     aws.wait_in_service("slow")
-    blue = [i["Pid"] for i in aws.instances("slow")]
+    blue = [i.pid for i in aws.instances("slow")]
 
     answers: list[bytes] = []
     in_flight = threading.Thread(target=lambda: answers.append(aws.runtime.invoke_endpoint(

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.e2e
 
 def test_every_request_is_answered_once_while_a_worker_is_killed(session, tmp_path):
     endpoint, ledger = deploy_echo_endpoint(session, tmp_path / "echo", instances=2, workers=2)
-    instance = session.local_endpoint(endpoint)["Variants"][0]["Instances"][0]
-    workers_before = set(worker_pids(instance["Pid"]))
+    instance = session.local_endpoint(endpoint).instances[0]
+    workers_before = set(worker_pids(instance.pid))
 
     report = run_load(session, endpoint, ledger, requests=400, concurrency=16, kill_at=0.3, deadline_s=300)
     print("\n" + report.table())
@@ -27,7 +27,7 @@ def test_every_request_is_answered_once_while_a_worker_is_killed(session, tmp_pa
     assert len(processed) == len(set(processed)) >= report.ok
 
     # The instance recovered: gunicorn replaced the worker and every instance answers again.
-    assert set(worker_pids(instance["Pid"])) - workers_before, "the killed worker was not replaced"
+    assert set(worker_pids(instance.pid)) - workers_before, "the killed worker was not replaced"
     again = run_load(session, endpoint, ledger, requests=40, concurrency=4, kill_at=None)
     assert again.ok == 40, again.table()
     session.sagemaker_client.delete_endpoint(EndpointName=endpoint)

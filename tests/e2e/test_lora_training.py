@@ -17,7 +17,7 @@ from PIL import Image
 from localmaker import TrainingError
 from localmaker.deploy import Estimator, FakePredictor, Model
 from localmaker.deserializers import BytesDeserializer
-from localmaker.model.style_dataset import make_style_dataset, style_statistics
+from localmaker.model.builders.style_dataset import make_style_dataset, style_statistics
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE, artifact_member, instance_pids
 

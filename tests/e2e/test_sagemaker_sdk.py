@@ -22,6 +22,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from localmaker.deploy import Session
 from localmaker.model.artifact import pack, pack_directory
 from tests.e2e.conftest import ROLE, aws_env
 from tests.process_probe import group_members
@@ -138,7 +139,7 @@ def test_sagemaker_sdk_deploys_predicts_and_deletes(kind, control_plane, tmp_pat
         assert container["ModelDataUrl"] != result["uploaded"]
 
     name = result["endpoint"]
-    groups = [i["Pid"] for v in _local_endpoints(url, name)["Variants"] for i in v["Instances"]]
+    groups = [i.pid for i in Session(endpoint_url=url).local_endpoint(name).instances]
     assert len(groups) == 1 and all(group_members(g) for g in groups)
 
     _run_sdk_script(tmp_path, url, "delete", DELETE, name)

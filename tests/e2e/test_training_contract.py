@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from localmaker import TrainingError
+from localmaker import ConfigurationError, TrainingError
 from localmaker.deploy import Estimator
 from tests.e2e.conftest import ROLE, artifact_member
 
@@ -130,12 +130,12 @@ def test_unusable_channels_fail_the_job_fast_with_the_fix(session, tmp_path, mak
 
 
 def test_training_arguments_are_checked_up_front(session, tmp_path):
-    with pytest.raises(Exception, match="instance_count=1"):
+    with pytest.raises(ConfigurationError, match="instance_count=1"):
         Estimator(entry_point="train.py", source_dir=tmp_path, role=ROLE, instance_type="ml.m5.large",
                   instance_count=2, sagemaker_session=session)
     estimator = Estimator(entry_point="train.py", source_dir=tmp_path, role=ROLE, instance_type="ml.m5.large",
                           sagemaker_session=session)
-    with pytest.raises(Exception, match="must be an s3://bucket/prefix or file:///path"):
+    with pytest.raises(ConfigurationError, match="must be an s3://bucket/prefix or file:///path"):
         estimator.fit("/plain/path")
-    with pytest.raises(Exception, match="entry_point 'train.py' is not in source_dir"):
+    with pytest.raises(ConfigurationError, match="entry_point 'train.py' is not in source_dir"):
         estimator.fit(f"file://{tmp_path}")

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
+from localmaker.deploy import Session
 from localmaker.model.artifact import pack
 from tests.e2e.conftest import CLI, ROLE, aws_env
 from tests.process_probe import group_members
@@ -71,8 +70,7 @@ def test_a_plain_boto3_script_deploys_and_sigterm_leaves_no_process(control_plan
     assert "[AllTraffic-0]" in shown.stdout and "[AllTraffic-1]" in shown.stdout
     assert "POST /invocations" in shown.stdout
 
-    info = json.load(urllib.request.urlopen(f"{url}/_localmaker/endpoints/e", timeout=5))
-    groups = [i["Pid"] for v in info["Variants"] for i in v["Instances"]]
+    groups = [i.pid for i in Session(endpoint_url=url).local_endpoint("e").instances]
     assert len(groups) == 2 and all(group_members(g) for g in groups)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
@@ -90,7 +88,7 @@ def test_delete_through_the_cli_stops_the_endpoint(control_plane, tmp_path, tiny
     with Session(endpoint_url=url) as attached:
         predictor = Model(model_data=str(tiny_qwen3_dir), role=ROLE, sagemaker_session=attached).deploy(
             initial_instance_count=1, instance_type="ml.m5.large", endpoint_name="to-delete")
-        groups = [i["Pid"] for v in attached.local_endpoint("to-delete")["Variants"] for i in v["Instances"]]
+        groups = [i.pid for i in attached.local_endpoint("to-delete").instances]
         assert predictor.endpoint_name == "to-delete"
     deleted = subprocess.run([*CLI, "delete", "to-delete"], capture_output=True, text=True, timeout=60,
                              env=aws_env(url))

@@ -73,8 +73,8 @@ def test_model_fn_failure_marks_the_endpoint_failed_with_its_message(session, tm
     assert described["EndpointStatus"] == "Failed"
     assert "RuntimeError: cannot find tokenizer.json in the artifact" in described["FailureReason"]
     info = session.local_endpoint("broken-model")
-    assert not [i for v in info["Variants"] for i in v["Instances"]], "a Failed endpoint routes to nothing"
-    groups = [i["Pid"] for i in info["RetiredInstances"]]
+    assert not info.instances, "a Failed endpoint routes to nothing"
+    groups = [i.pid for i in info.retired]
     assert groups and not any(group_members(g) for g in groups), "a Failed endpoint keeps no process"
     session.sagemaker_client.delete_endpoint(EndpointName="broken-model")
 
@@ -126,7 +126,7 @@ def _deploying_script(tmp_path, model_dir, then: str):
         predictor = Model(model_data={str(model_dir)!r}, role={ROLE!r},
                           sagemaker_session=session).deploy(initial_instance_count=1, instance_type="ml.m5.large")
         info = session.local_endpoint(predictor.endpoint_name)
-        print(json.dumps([i["Pid"] for v in info["Variants"] for i in v["Instances"]]), flush=True)
+        print(json.dumps([i.pid for i in info.instances]), flush=True)
     """) + then + "\n")
     return script
 

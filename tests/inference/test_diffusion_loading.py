@@ -55,7 +55,7 @@ def lora_service(handler: ModuleType, lora_dir: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def safety_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from localmaker.model.tiny_sd import build_tiny_sd
+    from localmaker.model.builders.tiny_sd import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd-safety"), with_safety_checker=True)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.inference.handler_loader import invoke
+from tests.inference.handler_loader import invoke, sibling
 
 TEXTS = [
     "Ronaldo plays for Portugal.",
@@ -49,9 +49,9 @@ def test_batch_equals_one_at_a_time(handler: ModuleType, qwen_service: Any) -> N
 def test_unknown_prompt_lists_the_available_ones(handler: ModuleType, qwen_service: Any) -> None:
     import pytest
 
-    with pytest.raises(Exception) as info:
+    with pytest.raises(sibling("serving_errors").InvalidInput) as info:
         invoke(handler, qwen_service, {"inputs": "x", "parameters": {"prompt_name": "passage"}})
-    assert info.value.status_code == 400  # type: ignore[attr-defined]
+    assert info.value.status_code == 400
     assert "available: document, query" in str(info.value)
 
 

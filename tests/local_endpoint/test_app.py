@@ -181,7 +181,7 @@ def test_handler_exception_is_a_500_without_traceback_then_serving_continues(scr
     response = client.post("/invocations", json={"explode": True})
     assert response.status_code == 500
     error = _error(response)
-    assert error["code"] == "ModelError"
+    assert error["code"] == "HandlerFailure"
     assert "RuntimeError: boom in predict_fn" in error["message"]
     assert client.post("/invocations", json={}).get_json() == {"ok": True}
 

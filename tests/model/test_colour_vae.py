@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from localmaker.model.tiny_sd import build_vae
+from localmaker.model.builders.tiny_sd import build_vae
 
 FACTOR = 4  # tiny-sd's VAE downsamples 4x
 

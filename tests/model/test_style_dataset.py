@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from localmaker.model.style_dataset import METADATA_FILE, make_style_dataset, style_statistics
+from localmaker.model.builders.style_dataset import METADATA_FILE, make_style_dataset, style_statistics
 
 
 def _images(folder: Path) -> list[Path]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from localmaker.model.builders.tiny_qwen3 import QUERY_PROMPT, build_tiny_qwen3
 from localmaker.model.integrity import sha256_file
 from localmaker.model.sources import TINY_QWEN3_DIRNAME
-from localmaker.model.tiny_qwen3 import QUERY_PROMPT, build_tiny_qwen3
 
 
 def test_built_under_localmaker_home(tiny_qwen3_dir: Path, localmaker_home: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from localmaker.errors import ArtifactError
+from localmaker.model.builders.tiny_sd import IMAGE_SIZE, SEED_PROMPTS, build_tiny_sd
 from localmaker.model.integrity import sha256_file
 from localmaker.model.sources import SD15_HUB_IDS, TINY_SD_DIRNAME, resolve_source
-from localmaker.model.tiny_sd import IMAGE_SIZE, SEED_PROMPTS, build_tiny_sd
 
 # OpenAI CLIP's pre-tokenizer split, restated here so the reference BPE below is independent.
 CLIP_WORDS = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
@@ -120,10 +120,10 @@ def test_bpe_training_is_the_same_in_a_fresh_process() -> None:
     import subprocess
     import sys
 
-    from localmaker.model.tiny_sd import train_clip_merges
+    from localmaker.model.builders.tiny_sd import train_clip_merges
 
     script = (
-        "import hashlib, json; from localmaker.model.tiny_sd import train_clip_merges; "
+        "import hashlib, json; from localmaker.model.builders.tiny_sd import train_clip_merges; "
         "print(hashlib.sha256(json.dumps(train_clip_merges()).encode()).hexdigest())"
     )
     here = hashlib.sha256(json.dumps(train_clip_merges()).encode()).hexdigest()
@@ -249,7 +249,7 @@ def test_the_prior_fit_itself_is_deterministic_whatever_the_thread_count() -> No
     """Builds in one process reuse the first fit, so check the fitting procedure on its own, short."""
     import torch
 
-    from localmaker.model.tiny_sd import (
+    from localmaker.model.builders.tiny_sd import (
         TRAINING_TEXT,
         build_scheduler,
         build_text_encoder,
@@ -258,7 +258,7 @@ def test_the_prior_fit_itself_is_deterministic_whatever_the_thread_count() -> No
         build_vae,
         train_clip_merges,
     )
-    from localmaker.model.tiny_sd_prior import fit_prior
+    from localmaker.model.builders.tiny_sd_prior import fit_prior
 
     tokenizer = build_tokenizer(train_clip_merges())
     text_encoder, vae, config = build_text_encoder(tokenizer), build_vae(), build_scheduler().config

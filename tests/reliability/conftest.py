@@ -15,12 +15,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from localmaker.control_plane.server import ControlPlane
+from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.deploy import Model, Session
-from localmaker.deploy.control_plane import ControlPlane
-from localmaker.deploy.control_plane_settings import ControlPlaneSettings
 from localmaker.model.artifact import pack_handler
+from localmaker.spec.names import PLACEHOLDER_ROLE
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = PLACEHOLDER_ROLE
 
 # A request with "hold" blocks inside the container until the test creates the release file, so the
 # test decides when capacity frees up instead of guessing with sleeps. Bounded: it gives up after 60 s.

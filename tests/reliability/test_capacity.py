@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from localmaker.deploy.control_plane_settings import ControlPlaneSettings
-from localmaker.deploy.endpoint_state import LocalEndpoint, ServingInstance, Variant, VariantSpec
-from localmaker.deploy.instance_process import InstanceProcess
-from localmaker.deploy.invocation_admission import EndpointGates
+from localmaker.control_plane.endpoint_state import RunningEndpoint, ServingInstance, Variant, VariantSpec
+from localmaker.control_plane.instance_process import InstanceProcess
+from localmaker.control_plane.invocation_admission import EndpointGates
+from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.errors import ConfigurationError
 from localmaker.local_endpoint.settings import DEFAULT_THREADS
 from tests.reliability.conftest import HeldEndpoint, wait_until
@@ -145,9 +145,9 @@ def test_a_queued_request_gives_up_with_503_after_the_queue_timeout(impatient_en
     assert invoke(endpoint.runtime_client(), endpoint.name, "after").status == 200
 
 
-def _endpoint_with(*variants: tuple[dict[str, str], int, int]) -> LocalEndpoint:
+def _endpoint_with(*variants: tuple[dict[str, str], int, int]) -> RunningEndpoint:
     """An endpoint's state (no process started) with (model env, instances in rotation, out of it)."""
-    endpoint = LocalEndpoint(name="sized", work_dir=Path("/nonexistent"), config_name="c")
+    endpoint = RunningEndpoint(name="sized", work_dir=Path("/nonexistent"), config_name="c")
     for index, (env, serving, idle) in enumerate(variants):
         spec = VariantSpec(f"v{index}", "m", "ml.m5.large", serving + idle, "s3://b/k", "image", env)
         instances = [ServingInstance(InstanceProcess(f"v{index}-{i}", Path("/nonexistent"), Path("/nonexistent"), {},

@@ -21,9 +21,9 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from localmaker.contract.openapi_document import openapi_document
-from localmaker.deploy.instance_process import InstanceProcess
+from localmaker.control_plane.instance_process import InstanceProcess
 from localmaker.inference import CODE_DIR
+from localmaker.local_endpoint.openapi_document import openapi_document
 
 REQUEST_TIMEOUT_S = 60  # a request not answered by then is hanging
 SCHEMA = schemathesis.openapi.from_dict(openapi_document())

@@ -17,8 +17,8 @@ import pytest
 
 from localmaker.cli import build_parser
 from localmaker.cli.exposure import is_loopback
+from localmaker.control_plane.instance_process import free_port
 from localmaker.deploy import Session
-from localmaker.deploy.instance_process import free_port
 from localmaker.local_endpoint.app import create_app
 from localmaker.local_endpoint.settings import EndpointSettings
 from tests.reliability.conftest import HeldEndpoint
@@ -101,7 +101,7 @@ def test_the_embedded_control_plane_listens_on_loopback_only(embedded_session):
 
 def test_every_instance_listens_on_loopback_only(queueing_endpoint: HeldEndpoint):
     info = queueing_endpoint.session.local_endpoint(queueing_endpoint.name)
-    urls = [urlsplit(i["Url"]) for v in info["Variants"] for i in v["Instances"]]
+    urls = [urlsplit(url) for url in info.instance_urls]
     assert urls
     for url in urls:
         assert url.hostname == "127.0.0.1"
@@ -142,7 +142,7 @@ def test_the_container_serves_only_ping_invocations_and_its_document_without_deb
 
 def test_a_live_instance_has_no_debugger_or_other_routes(queueing_endpoint: HeldEndpoint):
     info = queueing_endpoint.session.local_endpoint(queueing_endpoint.name)
-    url = info["Variants"][0]["Instances"][0]["Url"]
+    url = info.instance_urls[0]
     assert _status(f"{url}/ping") == 200
     assert _status(f"{url}/ping", "POST", b"{}") == 405
     assert _status(f"{url}/openapi.json", "POST", b"{}") == 405

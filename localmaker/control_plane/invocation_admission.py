@@ -1,0 +1,111 @@
+"""How many InvokeEndpoint requests an endpoint takes at once, and what becomes of the others.
+
+An instance runs workers x threads requests at a time. More sent to it would wait inside gunicorn,
+where nothing bounds the wait and nothing can answer for them. So the control plane keeps at most
+that many in flight per endpoint, lets a bounded queue wait for a slot for a bounded time, and refuses
+the rest at once with 503 and Retry-After (botocore retries those by itself). A request runs, waits a
+bounded time, or is refused: it never hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from localmaker.control_plane.endpoint_state import RunningEndpoint
+from localmaker.control_plane.settings import QUEUE_FACTOR, ControlPlaneSettings
+
+RETRY_AFTER_S = 1
+# A waiter also wakes this often, because an instance joining the rotation raises the limit without
+# anyone releasing a slot.
+RECHECK_S = 0.25
+
+
+class Refused(Exception):
+    """No slot now, nor within the queue's wait: the caller should try again after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int = RETRY_AFTER_S) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AdmissionGate:
+    """Counts one endpoint's requests in flight and waiting, against limits read at each arrival."""
+
+    def __init__(self, limit: Callable[[], int], max_queued: Callable[[int], int], queue_timeout_s: float) -> None:
+        self._limit = limit
+        self._max_queued = max_queued
+        self._queue_timeout_s = queue_timeout_s
+        self._changed = threading.Condition()
+        self._in_flight = 0
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the ``with`` block; raises Refused when none comes in time."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify()
+
+    def _acquire(self) -> None:
+        with self._changed:
+            limit = self._limit()
+            if self._in_flight < limit:
+                self._in_flight += 1
+                return
+            queued = self._max_queued(limit)
+            if self._waiting >= queued:
+                raise Refused(f"the endpoint is at capacity, in flight: {self._in_flight} (limit {limit}), "
+                              f"waiting: {self._waiting} (limit {queued})")
+            self._waiting += 1
+            try:
+                deadline = time.monotonic() + self._queue_timeout_s
+                while self._in_flight >= self._limit():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Refused(f"no capacity freed up within {self._queue_timeout_s:g} s, "
+                                      f"in flight: {self._in_flight} (limit {self._limit()})")
+                    self._changed.wait(min(remaining, RECHECK_S))
+                self._in_flight += 1
+            finally:
+                self._waiting -= 1
+                self._changed.notify()  # the next waiter may fit too, e.g. after the limit rose
+
+
+class EndpointGates:
+    """One gate per endpoint, sized from the endpoint's instances in service unless settings fix it."""
+
+    def __init__(self, settings: ControlPlaneSettings) -> None:
+        self._settings = settings
+        self._gates: dict[str, tuple[RunningEndpoint, AdmissionGate]] = {}
+        self._lock = threading.Lock()
+
+    def gate(self, endpoint: RunningEndpoint) -> AdmissionGate:
+        with self._lock:
+            held = self._gates.get(endpoint.name)
+            if held is None or held[0] is not endpoint:  # a new endpoint, or one deleted and created again
+                held = (endpoint, AdmissionGate(lambda: self.limit(endpoint), self._max_queued,
+                                                self._settings.queue_timeout_s))
+                self._gates[endpoint.name] = held
+            return held[1]
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._gates.pop(name, None)
+
+    def limit(self, endpoint: RunningEndpoint) -> int:
+        if self._settings.max_in_flight is not None:
+            return self._settings.max_in_flight
+        with endpoint.lock:
+            serving = [(v.spec.environment, len(v.in_rotation())) for v in endpoint.variants]
+        # At least one, so that an endpoint between instances reaches the proxy, which says so at once.
+        return max(1, sum(self._settings.instance_slots(env) * count for env, count in serving))
+
+    def _max_queued(self, limit: int) -> int:
+        return self._settings.max_queued if self._settings.max_queued is not None else QUEUE_FACTOR * limit

@@ -1,0 +1,155 @@
+"""InvokeEndpoint: route ``/endpoints/<name>/invocations`` to an instance and answer as AWS does.
+
+A container error becomes botocore's ModelError (HTTP 424 with OriginalStatusCode and
+OriginalMessage), so scripts catch the same exception here as in the cloud. Every refusal is raised as
+an ApiError; the control plane's app answers it in the runtime API's shape. A request that could not
+even connect to its instance (the instance just died) goes to the next one: it never reached a
+container, so sending it again cannot run it twice.
+
+The body is read whole before the request takes one of the endpoint's slots (``invocation_admission``),
+so a client that uploads slowly holds only its own connection's thread, never capacity others need.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import urllib3
+
+from localmaker.control_plane.answers import Answer, Environ
+from localmaker.control_plane.api_errors import (
+    ModelError,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+    ValidationError,
+)
+from localmaker.control_plane.endpoint_runtime import EndpointRuntime
+from localmaker.control_plane.endpoint_state import NoInstanceInService, RunningEndpoint
+from localmaker.control_plane.invocation_admission import EndpointGates, Refused
+from localmaker.control_plane.invocation_metrics import InvocationMetrics
+from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.settings import ControlPlaneSettings
+from localmaker.local_endpoint.instance_transport import (
+    ConnectionDropped,
+    InstanceUnreachable,
+    NoAnswer,
+    mapped_transport_errors,
+)
+from localmaker.spec.names import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    INVOKED_VARIANT_HEADER,
+    MAX_PAYLOAD_BYTES,
+    TARGET_VARIANT_HEADER,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _environ_key(header: str) -> str:
+    """Where WSGI keeps a request header: X-Amzn-Foo arrives as HTTP_X_AMZN_FOO."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_FORWARDED_HEADERS = {
+    "CONTENT_TYPE": "Content-Type",
+    "HTTP_ACCEPT": "Accept",
+    _environ_key(CUSTOM_ATTRIBUTES_HEADER): CUSTOM_ATTRIBUTES_HEADER,
+}
+_TARGET_VARIANT = _environ_key(TARGET_VARIANT_HEADER)
+INVOCATION_TIMEOUT_S = 600.0
+
+
+class InvocationProxy:
+    def __init__(self, runtime: EndpointRuntime, region: str, metrics: InvocationMetrics | None = None,
+                 settings: ControlPlaneSettings | None = None) -> None:
+        self._runtime = runtime
+        self._region = region  # the region of the log group a ModelError points to
+        self._metrics = metrics
+        self._gates = EndpointGates(settings or ControlPlaneSettings())
+        self._http = urllib3.PoolManager(maxsize=32, retries=False)
+
+    def __call__(self, environ: Environ, name: str) -> Answer:
+        started = time.perf_counter()
+        endpoint = self._runtime.get(name)
+        if endpoint is None:
+            self._gates.forget(name)
+            raise ValidationError(f"Endpoint {name} not found.")
+        if not endpoint.status.serves_traffic:
+            raise ValidationError(f"Endpoint {name} is {endpoint.status.value}, not InService; "
+                                  "wait with the endpoint_in_service waiter before invoking it")
+        body = _read_payload(environ)
+        forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
+        try:
+            with self._gates.gate(endpoint).slot():
+                return self._send(endpoint, environ.get(_TARGET_VARIANT), body, forwarded, started)
+        except Refused as refused:
+            logger.info("refused an invocation of %s: %s", name, refused)
+            raise ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
+                                     f"retry after {refused.retry_after_s} s", refused.retry_after_s) from None
+
+    def _send(self, endpoint: RunningEndpoint, target: str | None, body: bytes, headers: dict[str, str],
+              started: float) -> Answer:
+        name = endpoint.name
+        for _attempt in range(1 + len(endpoint.processes())):
+            try:
+                variant, instance = endpoint.route(target)
+            except KeyError:
+                raise ValidationError(f"Target variant {target!r} does not exist on endpoint {name}.") from None
+            except NoInstanceInService:
+                break
+            variant_name = variant.spec.variant_name
+            if instance.process.exited() is not None:
+                # Died since the healer last looked; a pooled connection to it would only be reset.
+                endpoint.take_out_of_rotation(instance)
+                continue
+            sent = time.perf_counter()
+            try:
+                with mapped_transport_errors():
+                    answer = self._http.request("POST", f"{instance.process.url}/invocations", body=body,
+                                                headers=headers, timeout=INVOCATION_TIMEOUT_S)
+            except InstanceUnreachable:
+                logger.warning("instance %s of %s is unreachable; sending to another", instance.process.instance_id,
+                               name)
+                continue
+            except (ConnectionDropped, NoAnswer) as exc:
+                if isinstance(exc, ConnectionDropped) and not endpoint.serves_from(instance):
+                    # It was swapped out or scaled away while this request was on its way. A draining
+                    # gunicorn answers every request it has read (for up to the model-server timeout) and
+                    # closes only idle kept-alive connections, so this one was never read.
+                    logger.info("instance %s of %s left the fleet mid-send; sending to another",
+                                instance.process.instance_id, name)
+                    continue
+                logger.error("instance %s of %s: %s", instance.process.instance_id, name, exc)
+                self._record(name, variant_name, 500, None, started)
+                raise ModelError(self._region, name, 500, str(exc)) from exc
+            self._record(name, variant_name, answer.status, time.perf_counter() - sent, started)
+            if answer.status >= 400:
+                raise ModelError(self._region, name, answer.status, answer.data.decode("utf-8", "replace"))
+            reply_headers = [("Content-Type", answer.headers.get("Content-Type", "application/octet-stream")),
+                             (INVOKED_VARIANT_HEADER, variant_name)]
+            attributes = answer.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+            if attributes:
+                reply_headers.append((CUSTOM_ATTRIBUTES_HEADER, attributes))
+            return Answer("200 OK", reply_headers, answer.data)
+        # botocore retries ServiceUnavailable by itself, which is what a caller wants while an instance heals.
+        raise ServiceUnavailable(f"no instance of endpoint {name} can answer right now; a replacement is starting",
+                                 retry_after_s=1)
+
+    def _record(self, name: str, variant: str, status: int, model_latency_s: float | None, started: float) -> None:
+        if self._metrics is None:
+            return
+        total = time.perf_counter() - started
+        self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
+
+def _read_payload(environ: Environ) -> bytes:
+    """The invocation's body, whole and within InvokeEndpoint's limit, or the runtime API's refusal."""
+    try:
+        return read_body(environ, MAX_PAYLOAD_BYTES)
+    except OSError as exc:  # the client stopped sending (the server's socket timeout) or hung up
+        raise RequestTimeout(f"the request body did not arrive whole: {exc}") from exc
+    except BodyTooLarge:
+        raise PayloadTooLarge(MAX_PAYLOAD_BYTES) from None
+    except MalformedBody as exc:
+        raise ValidationError(f"{exc}: send the body with a correct Content-Length") from exc

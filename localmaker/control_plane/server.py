@@ -1,0 +1,224 @@
+"""The control plane: moto's server app behind a thin layer that makes endpoints and jobs real.
+
+It intercepts at the AWS wire protocol only (``X-Amz-Target: SageMaker.*`` actions and the runtime's
+``/endpoints/<name>/invocations``), never moto's private classes: the protocol is public and stable,
+moto's internals are not. Everything else passes straight to moto.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from localmaker.control_plane.answers import AMZ_JSON, RUNTIME_JSON, Answer, Environ, StartResponse
+from localmaker.control_plane.api_errors import (
+    ApiError,
+    InternalFailure,
+    NotFound,
+    RequestTimeout,
+    SerializationException,
+    ValidationException,
+)
+from localmaker.control_plane.endpoint_actions import Action, EndpointActions
+from localmaker.control_plane.endpoint_runtime import EndpointRuntime
+from localmaker.control_plane.invocation_metrics import InvocationMetrics
+from localmaker.control_plane.invocation_proxy import InvocationProxy
+from localmaker.control_plane.localmaker_routes import PREFIX, LocalmakerRoutes
+from localmaker.control_plane.log_shipper import LogShipper
+from localmaker.control_plane.moto_app import Moto
+from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.settings import ControlPlaneSettings
+from localmaker.control_plane.training_actions import TrainingActions
+from localmaker.control_plane.training_runtime import TrainingRuntime
+from localmaker.spec.names import LOCAL_CREDENTIALS
+from localmaker.spec.s3_urls import parse_s3_url
+
+logger = logging.getLogger(__name__)
+
+_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+# moto's own management API (reset all state, record to and replay from a file in the working directory,
+# change its config): a debugging aid for moto, not part of AWS, and not for whoever can reach this port.
+_MOTO_MANAGEMENT = "/moto-api"
+# SageMaker API calls are small JSON documents; a bigger body is a mistake or an attack, not a request.
+MAX_API_BODY_BYTES = 4 * 1024 * 1024
+
+
+class ControlPlaneApp:
+    """The WSGI app: routes a request to an interceptor, localmaker's own routes, or moto.
+
+    This is the one place where an error becomes an answer: whatever is raised below as an ApiError is
+    serialized here, and anything else is a bug of ours, answered as InternalFailure and logged.
+    """
+
+    def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, aws: Any,
+                 metrics: InvocationMetrics | None = None, settings: ControlPlaneSettings | None = None,
+                 region: str = "us-east-1") -> None:
+        self.runtime = runtime
+        self.training = training
+        self._moto = Moto()
+        self._proxy = InvocationProxy(runtime, region, metrics, settings)
+        self._local = LocalmakerRoutes(runtime, training, region)
+        self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region).actions(),
+                                            **TrainingActions(training).actions()}
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        invoke = _INVOKE_PATH.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        content_type = RUNTIME_JSON if invoke else AMZ_JSON
+        try:
+            answer = self._proxy(environ, invoke.group("name")) if invoke else self._answer(environ, path)
+        except ApiError as exc:
+            answer = exc.answer(content_type)
+        except Exception:  # noqa: BLE001 - a bug of ours answers like AWS's InternalFailure, never a traceback
+            operation = "InvokeEndpoint" if invoke else _operation(environ)
+            logger.exception("%s failed", operation)
+            answer = InternalFailure(f"{operation} failed inside localmaker; the control plane's log has the "
+                                     "details").answer(content_type)
+        if answer is None:
+            return self._moto(environ, start_response)
+        return answer.send(start_response)
+
+    def _answer(self, environ: Environ, path: str) -> Answer | None:
+        """The answer to a request that is not an invocation; None where moto answers it unchanged."""
+        if path.startswith(PREFIX):
+            return self._local.answer(environ)
+        if path == _MOTO_MANAGEMENT or path.startswith(_MOTO_MANAGEMENT + "/"):
+            raise NotFound(f"{path} is moto's management API, which localmaker does not expose")
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        action = self._actions.get(target.removeprefix("SageMaker.")) if target.startswith("SageMaker.") else None
+        if action is None:
+            return None
+        raw = _read_api_body(environ)
+        try:
+            request = json.loads(raw or b"{}")
+        except ValueError:
+            return None  # moto answers malformed JSON as AWS would
+        if not isinstance(request, dict):
+            raise SerializationException(f"the body of {target} must be a JSON object, "
+                                         f"got {type(request).__name__}")
+
+        def forward(replacement: dict[str, Any] | None = None) -> Any:
+            return self._moto.forward(environ, replacement)
+
+        return action(request, forward)
+
+
+def _read_api_body(environ: Environ) -> bytes:
+    try:
+        return read_body(environ, MAX_API_BODY_BYTES)
+    except (MalformedBody, BodyTooLarge) as exc:
+        raise ValidationException(str(exc)) from exc
+    except OSError as exc:
+        raise RequestTimeout(f"the request body did not arrive whole: {exc}") from exc
+
+
+def _operation(environ: Environ) -> str:
+    """What a log line and an InternalFailure call the request: its SageMaker action, or method and path."""
+    return environ.get("HTTP_X_AMZ_TARGET") or f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')}"
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Request lines go to this module's logger at DEBUG, not to the user's terminal.
+
+    Each connection has its own thread (werkzeug closes it after one request), so a slow client delays
+    only itself. ``timeout`` (set per control plane) bounds how long that thread waits on a client that
+    has stopped sending, so that clients which never finish a request do not hold threads forever.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s %s", self.requestline, code)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # A client that went silent ("Request timed out") or sent garbage is its own problem, not the user's.
+        logger.info("client connection: " + format, *args)
+
+
+class ControlPlane:
+    """A running control plane: the HTTP server, the endpoint runtime, and their shutdown."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1",
+                 work_root: str | Path | None = None, startup_timeout_s: float = 600.0,
+                 settings: ControlPlaneSettings | None = None) -> None:
+        self.settings = settings or ControlPlaneSettings.from_env(os.environ)
+        self.region = region
+        self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="localmaker-"))
+        self.logs = LogShipper(lambda: self.client("logs"))
+        self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs)
+        self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs)
+        self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
+        self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings,
+                                   self.region)
+        handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
+        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
+        self._thread: threading.Thread | None = None
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        address, port = self._server.server_address[:2]
+        host = str(address)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # an IPv6 literal: [::1]
+
+    def client(self, service: str) -> Any:
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, endpoint_url=self.url, region_name=self.region,
+                                                      **LOCAL_CREDENTIALS)
+            return self._clients[service]
+
+    def _fetch_artifact(self, url: str, destination: Path) -> None:
+        bucket, key = parse_s3_url(url)
+        self.client("s3").download_file(bucket, key, str(destination))
+
+    def start(self) -> ControlPlane:
+        """Serve in a background thread (the embedded mode ``Session()`` uses)."""
+        self._thread = threading.Thread(target=self._server.serve_forever, name="localmaker-control-plane",
+                                        daemon=True)
+        self._thread.start()
+        logger.info("control plane listening on %s", self.url)
+        return self
+
+    def serve_until_signalled(self) -> None:
+        """Serve (``localmaker up``) until SIGINT or SIGTERM, then stop everything.
+
+        The server runs in its background thread while this one waits for the signal, so it is still
+        listening while ``stop()`` drains the instances and ships their last logs and metrics through it.
+        """
+        stop_requested = threading.Event()
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            logger.info("received signal %d: stopping", signum)
+            stop_requested.set()
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            stop_requested.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+    def stop(self) -> None:
+        """Reap every instance first: a stopped control plane must leave no process behind."""
+        self.training.shutdown()
+        self.runtime.shutdown()
+        self.logs.stop()
+        self.metrics.stop()
+        if self._thread is not None:
+            self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,80 @@
+"""SageMaker training-job actions, intercepted so that a recorded job also runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from localmaker.control_plane.answers import Answer, overlaid
+from localmaker.control_plane.api_errors import ResourceInUse, ValidationException
+from localmaker.control_plane.training_runtime import TrainingRuntime
+from localmaker.control_plane.training_state import TrainingSpec, TrainingStatus
+from localmaker.spec.instance_types import lookup
+
+Forward = Callable[..., Answer]
+Action = Callable[[dict[str, Any], Forward], Answer]
+
+
+class TrainingActions:
+    """Each action answers, or raises an ApiError that the control plane's app serializes."""
+
+    def __init__(self, training: TrainingRuntime) -> None:
+        self.training = training
+
+    def actions(self) -> dict[str, Action]:
+        return {
+            "CreateTrainingJob": self.create_training_job,
+            "DescribeTrainingJob": self.describe_training_job,
+            "ListTrainingJobs": self.list_training_jobs,
+            "StopTrainingJob": self.stop_training_job,
+        }
+
+    def create_training_job(self, request: dict[str, Any], forward: Forward) -> Answer:
+        # ValueError: a ConfigurationError (an instance type localmaker does not know), or a value of the
+        # wrong form, such as a MaxRuntimeInSeconds that is not a whole number.
+        with (ValidationException.raised_for(ValueError),
+              ValidationException.raised_for(KeyError, TypeError, prefix="malformed CreateTrainingJob request: "
+                                                                          "missing ")):
+            spec = TrainingSpec.from_request(request)
+            lookup(spec.instance_type)
+        if self.training.get(spec.name) is not None:
+            raise ResourceInUse(f"Training job {spec.name!r} already exists.")
+        answer = forward()
+        if answer.ok:
+            self.training.create(spec)
+        return answer
+
+    def describe_training_job(self, request: dict[str, Any], forward: Forward) -> Answer:
+        return overlaid(forward(), self._overlay)
+
+    def list_training_jobs(self, request: dict[str, Any], forward: Forward) -> Answer:
+        return overlaid(forward(), self._overlay, "TrainingJobSummaries")
+
+    def _overlay(self, record: dict[str, Any]) -> None:
+        """Replace moto's always-Completed job with what really happened."""
+        job = self.training.get(str(record.get("TrainingJobName", "")))
+        if job is None:
+            return
+        record["TrainingJobStatus"] = job.status.value
+        if "SecondaryStatus" in record or "ModelArtifacts" in record:
+            record["SecondaryStatus"] = job.secondary_status
+        record["TrainingStartTime"] = job.started_at
+        if job.ended_at is not None:
+            record["TrainingEndTime"] = job.ended_at
+        else:
+            record.pop("TrainingEndTime", None)
+        if job.status is TrainingStatus.FAILED:
+            record["FailureReason"] = job.failure_reason
+        if job.status is not TrainingStatus.COMPLETED:
+            record.pop("ModelArtifacts", None)  # a job that did not complete uploaded no model
+        if "FinalMetricDataList" in record:
+            loss = job.progress.loss
+            record["FinalMetricDataList"] = [] if loss is None else [
+                {"MetricName": "train:loss", "Value": loss, "Timestamp": job.ended_at or time.time()}]
+
+    def stop_training_job(self, request: dict[str, Any], forward: Forward) -> Answer:
+        answer = forward()
+        if answer.ok:
+            self.training.stop(str(request.get("TrainingJobName", "")))
+        return answer

@@ -1,0 +1,43 @@
+"""The names and limits of SageMaker's contracts, each stated once.
+
+The client, the control plane and the container all read them from here. The shipped code (``inference/``
+and ``training/``) cannot import localmaker, so it keeps copies of the few it needs; a test holds those
+copies equal to these.
+"""
+
+from __future__ import annotations
+
+# InvokeEndpoint's request limit for a real-time endpoint; AWS answers 413 above it.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+# The handler script in model.tar.gz's code/ folder, unless SAGEMAKER_PROGRAM names another.
+DEFAULT_PROGRAM = "inference.py"
+CODE_FOLDER = "code"
+
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
+INVOKED_VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
+
+# The account moto answers for, and so the one in every ARN the control plane builds.
+LOCAL_ACCOUNT_ID = "123456789012"
+# moto accepts any credentials; these keep boto3 from looking for real ones.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# What scripts, the CLI and the benchmarks pass as ``role`` when nothing real is needed.
+PLACEHOLDER_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+
+# CloudWatch log groups, as SageMaker names them.
+ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+# What the built-in LoRA training writes and the built-in handler reads: the adapter in the layout stock
+# ``pipe.load_lora_weights(dir)`` reads, and the reference to the base model it was trained on.
+LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+LORA_BASE_MODEL_FILE = "localmaker_base_model.json"
+
+
+def endpoint_log_group(name: str) -> str:
+    return ENDPOINT_LOG_GROUP.format(name=name)
+
+
+def endpoint_log_group_arn(region: str, name: str) -> str:
+    return f"arn:aws:logs:{region}:{LOCAL_ACCOUNT_ID}:log-group:{endpoint_log_group(name)}"
