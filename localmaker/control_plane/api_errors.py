@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from localmaker.control_plane.answers import AMZ_JSON, Answer
-from localmaker.spec.names import LOCAL_ACCOUNT_ID, endpoint_log_group_arn
+from localmaker.spec.names import endpoint_log_group_arn, sagemaker_arn
 
 
 class ApiError(Exception):
@@ -142,7 +142,3 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     code, status = "MethodNotAllowed", 405
-
-
-def sagemaker_arn(region: str, kind: str, name: str) -> str:
-    return f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT_ID}:{kind}/{name}"

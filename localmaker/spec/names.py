@@ -41,3 +41,8 @@ def endpoint_log_group(name: str) -> str:
 
 def endpoint_log_group_arn(region: str, name: str) -> str:
     return f"arn:aws:logs:{region}:{LOCAL_ACCOUNT_ID}:log-group:{endpoint_log_group(name)}"
+
+
+def sagemaker_arn(region: str, kind: str, name: str) -> str:
+    """``arn:aws:sagemaker:<region>:<account>:<kind>/<name>``, as moto and SageMaker build them."""
+    return f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT_ID}:{kind}/{name}"
