@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from localmaker.errors import (
@@ -14,6 +15,11 @@ from localmaker.errors import (
 )
 
 __version__ = "0.1.0"
+
+# A library configures no handlers. Without one, Python's last-resort handler would print the embedded
+# control plane's warnings and tracebacks into the user's console, between the lines deploy() prints;
+# they go to the control plane's own log instead (logging_setup.add_file_log).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {"Session", "Model", "Estimator", "FakePredictor", "Predictor"}
 

@@ -15,3 +15,18 @@ def configure_logging(log_file: Path | None = None, level: int = logging.INFO) -
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(handler)
+
+
+def add_file_log(log_file: Path) -> logging.Handler:
+    """Copy localmaker's records into ``log_file`` (an embedded control plane's own log), whatever the
+    script configured. Levels are left alone: what reaches the file is what the loggers already let
+    through (warnings and errors, unless the script asks for more)."""
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    logging.getLogger("localmaker").addHandler(handler)
+    return handler
+
+
+def remove_file_log(handler: logging.Handler) -> None:
+    logging.getLogger("localmaker").removeHandler(handler)
+    handler.close()

@@ -11,6 +11,7 @@ from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
 from localmaker.cli.sessions import attached_session
 from localmaker.errors import ConfigurationError
 from localmaker.spec.names import TRAINING_LOG_GROUP, endpoint_log_group
+from localmaker.spec.sdk_config import CONFIG_ENV_VAR, CONFIG_FILE, sdk_config
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -20,10 +21,13 @@ def run_up(args: argparse.Namespace) -> int:
     warn_if_exposed(args.host, "the control plane (which deploys and runs model code)")
     work_root = localmaker_home() / "runs" / time.strftime("up-%Y%m%d-%H%M%S")
     control_plane = ControlPlane(host=args.host, port=args.port, work_root=work_root)
+    config = work_root / CONFIG_FILE
+    config.write_text(sdk_config(control_plane.region), encoding="utf-8")
     print(f"[localmaker] control plane listening on {control_plane.url} (Ctrl-C or SIGTERM stops it and "
           f"every instance and training job it started); logs under {work_root}\n"
           f"export AWS_ENDPOINT_URL={control_plane.url}\n"
-          "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+          f"export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={control_plane.region}\n"
+          f"export {CONFIG_ENV_VAR}={config}  # SageMaker SDK: default bucket, no STS or telemetry calls to AWS",
           flush=True)
     control_plane.serve_until_signalled()
     print("[localmaker] stopped; every process it started has been reaped", flush=True)

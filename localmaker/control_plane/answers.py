@@ -26,6 +26,10 @@ class Answer:
     def ok(self) -> bool:
         return self.status.startswith("200")
 
+    def header(self, name: str) -> str:
+        """The value of header ``name`` (any case), or "" where the answer has none."""
+        return next((v for k, v in self.headers if k.lower() == name.lower()), "")
+
     def json(self) -> Any:
         return json.loads(self.body)
 
@@ -33,10 +37,13 @@ class Answer:
         return Answer(self.status, self.headers, json.dumps(payload, default=str).encode("utf-8"))
 
     @classmethod
+    def of(cls, status: int, body: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:
+        return cls(f"{status} {'OK' if status < 400 else 'Error'}", [("Content-Type", content_type), *headers], body)
+
+    @classmethod
     def of_json(cls, status: int, payload: Any, content_type: str = AMZ_JSON,
                 headers: Iterable[tuple[str, str]] = ()) -> Answer:
-        return cls(f"{status} {'OK' if status < 400 else 'Error'}", [("Content-Type", content_type), *headers],
-                   json.dumps(payload, default=str).encode("utf-8"))
+        return cls.of(status, json.dumps(payload, default=str).encode("utf-8"), content_type, headers)
 
     def send(self, start_response: StartResponse) -> list[bytes]:
         headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]

@@ -28,6 +28,7 @@ from localmaker.control_plane.endpoint_state import (
 from localmaker.control_plane.instance_process import STOP_GRACE_S, InstanceProcess
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import place
+from localmaker.local_endpoint.container_paths import ContainerPaths
 from localmaker.model.safe_tar import unpack
 from localmaker.spec.container_images import unsupported_image_reason
 from localmaker.spec.instance_types import lookup
@@ -50,8 +51,11 @@ class EndpointRuntime:
     """Registry of the endpoints this control plane runs; every process it starts, it also reaps."""
 
     def __init__(self, work_root: Path, fetch_artifact: FetchArtifact, startup_timeout_s: float = 600.0,
-                 logs: LogShipper | None = None, heal_interval_s: float = 0.5) -> None:
+                 logs: LogShipper | None = None, heal_interval_s: float = 0.5, region: str = "us-east-1",
+                 container_paths: ContainerPaths | None = None) -> None:
         self._work_root = work_root
+        self._region = region  # the control plane's, which instances inherit (us-east-1 is ControlPlane's default)
+        self._container_paths = container_paths or ContainerPaths.from_env()  # read once, at start-up
         self._logs = logs
         self._fetch = fetch_artifact
         self._startup_timeout_s = startup_timeout_s
@@ -287,6 +291,7 @@ class EndpointRuntime:
             model_dir=variant.model_dir,
             log_file=endpoint.work_dir / "logs" / f"{instance_id}.log",
             env={**variant.spec.environment, **placement.environment},
+            region=self._region, container_paths=self._container_paths,
         )
         instance = ServingInstance(process=process, device=placement.device)
         with endpoint.lock:

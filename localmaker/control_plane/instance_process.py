@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmaker.control_plane.process_groups import reap_group
+from localmaker.local_endpoint.container_paths import MODEL_DIR, ContainerPaths
 from localmaker.local_endpoint.launch import gunicorn_command, instance_environment
 from localmaker.local_endpoint.settings import model_server_timeout
 
@@ -42,17 +43,21 @@ class InstanceProcess:
     """Owns one gunicorn master (and so its workers) from start to reaping.
 
     The master runs in its own process group so that stopping it reaches every worker, even one stuck
-    in a forward pass.
+    in a forward pass. With ``container_paths`` active, it sees ``model_dir`` as ``/opt/ml/model``: the
+    wrapper that mounts it execs gunicorn, so the pid held here is still the master's, and its group's.
     """
 
     def __init__(self, instance_id: str, model_dir: Path, log_file: Path, env: dict[str, str],
-                 host: str = "127.0.0.1", port: int | None = None) -> None:
+                 host: str = "127.0.0.1", port: int | None = None, region: str | None = None,
+                 container_paths: ContainerPaths | None = None) -> None:
         self.instance_id = instance_id
         self.model_dir = model_dir
         self.log_file = log_file
         self.host = host
         self.port = port or free_port(host)
         self._env = env
+        self._region = region
+        self._container_paths = container_paths
         self._process: subprocess.Popen[bytes] | None = None
         self.drain_s = STOP_GRACE_S
 
@@ -65,16 +70,21 @@ class InstanceProcess:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
-        env = instance_environment(self.model_dir, self.log_file, self._env)
+        in_container = self._container_paths is not None and self._container_paths.active()
+        env = instance_environment(MODEL_DIR if in_container else self.model_dir, self.log_file, self._env,
+                                   self._region)
         env["LOCALMAKER_PARENT_PID"] = str(os.getpid())
         # Retiring from a live fleet waits for requests in flight, which may run to the model timeout.
         self.drain_s = model_server_timeout(env) + DRAIN_MARGIN_S
+        command = gunicorn_command(f"{self.host}:{self.port}", env, self.log_file)
+        if in_container:
+            command = ContainerPaths.command(command, {MODEL_DIR: self.model_dir})
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.info("starting instance %s on %s", self.instance_id, self.url)
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(
-                gunicorn_command(f"{self.host}:{self.port}", env, self.log_file), env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def exited(self) -> int | None:

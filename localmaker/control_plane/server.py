@@ -1,8 +1,10 @@
 """The control plane: moto's server app behind a thin layer that makes endpoints and jobs real.
 
-It intercepts at the AWS wire protocol only (``X-Amz-Target: SageMaker.*`` actions and the runtime's
-``/endpoints/<name>/invocations``), never moto's private classes: the protocol is public and stable,
-moto's internals are not. Everything else passes straight to moto.
+It intercepts at the AWS wire protocol only (``X-Amz-Target: SageMaker.*`` actions, the runtime's
+``/endpoints/<name>/invocations`` and IAM's SimulatePrincipalPolicy), never moto's private classes: the
+protocol is public and stable, moto's internals are not. Everything else passes straight to moto. Every
+SageMaker answer, moto's own included, is held to botocore's service model (``answer_shapes.py``), and
+every error is answered in the shape of the request's protocol (``wire_protocols.py``), never as HTML.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from localmaker.control_plane.answer_shapes import conformed_answer, operation_model
 from localmaker.control_plane.answers import AMZ_JSON, RUNTIME_JSON, Answer, Environ, StartResponse
 from localmaker.control_plane.api_errors import (
     ApiError,
@@ -32,6 +36,7 @@ from localmaker.control_plane.api_errors import (
 )
 from localmaker.control_plane.endpoint_actions import Action, EndpointActions
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
+from localmaker.control_plane.iam_actions import IamActions
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.invocation_proxy import InvocationProxy
 from localmaker.control_plane.localmaker_routes import PREFIX, LocalmakerRoutes
@@ -41,6 +46,8 @@ from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody,
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_actions import TrainingActions
 from localmaker.control_plane.training_runtime import TrainingRuntime
+from localmaker.control_plane.wire_protocols import Protocol, UnknownOperation, error_answer, operation_name
+from localmaker.logging_setup import add_file_log, remove_file_log
 from localmaker.spec.names import LOCAL_CREDENTIALS
 from localmaker.spec.s3_urls import parse_s3_url
 
@@ -69,6 +76,7 @@ class ControlPlaneApp:
         self._moto = Moto()
         self._proxy = InvocationProxy(runtime, region, metrics, settings)
         self._local = LocalmakerRoutes(runtime, training, region)
+        self._iam = IamActions(aws)
         self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region).actions(),
                                             **TrainingActions(training).actions()}
 
@@ -76,17 +84,23 @@ class ControlPlaneApp:
         path = environ.get("PATH_INFO", "")
         invoke = _INVOKE_PATH.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
         content_type = RUNTIME_JSON if invoke else AMZ_JSON
+        # The runtime API and localmaker's own routes answer JSON whatever the request's Content-Type (an
+        # invocation's is the user's); every other API answers errors in its protocol's shape.
+        protocol = Protocol.REST_JSON if invoke or path.startswith((PREFIX, _MOTO_MANAGEMENT)) else None
         try:
-            answer = self._proxy(environ, invoke.group("name")) if invoke else self._answer(environ, path)
+            if invoke:
+                answer = self._proxy(environ, invoke.group("name"))
+            elif (own := self._answer(environ, path)) is not None:
+                answer = own
+            else:
+                return self._moto(environ, start_response)  # streamed; an ApiError where moto has no answer
         except ApiError as exc:
-            answer = exc.answer(content_type)
+            answer = error_answer(exc, environ, content_type, protocol)
         except Exception:  # noqa: BLE001 - a bug of ours answers like AWS's InternalFailure, never a traceback
-            operation = "InvokeEndpoint" if invoke else _operation(environ)
+            operation = "InvokeEndpoint" if invoke else operation_name(environ)
             logger.exception("%s failed", operation)
-            answer = InternalFailure(f"{operation} failed inside localmaker; the control plane's log has the "
-                                     "details").answer(content_type)
-        if answer is None:
-            return self._moto(environ, start_response)
+            answer = error_answer(InternalFailure(f"{operation} failed inside localmaker; the control plane's "
+                                                  "log has the details"), environ, content_type, protocol)
         return answer.send(start_response)
 
     def _answer(self, environ: Environ, path: str) -> Answer | None:
@@ -96,16 +110,26 @@ class ControlPlaneApp:
         if path == _MOTO_MANAGEMENT or path.startswith(_MOTO_MANAGEMENT + "/"):
             raise NotFound(f"{path} is moto's management API, which localmaker does not expose")
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        action = self._actions.get(target.removeprefix("SageMaker.")) if target.startswith("SageMaker.") else None
+        if target.startswith("SageMaker."):
+            operation = target.removeprefix("SageMaker.")
+            # Every SageMaker answer, moto's own included, leaves unset members out (answer_shapes.py).
+            return conformed_answer(operation, self._sagemaker(environ, operation))
+        return self._iam.answer(environ)
+
+    def _sagemaker(self, environ: Environ, operation: str) -> Answer:
+        raw = _read_api_body(environ)  # read even where unanswered: werkzeug would wait for it to arrive
+        if operation_model(operation) is None:
+            raise UnknownOperation(f"SageMaker has no operation {operation!r} (in botocore "
+                                   f"{botocore.__version__}, which localmaker answers by)")
+        action = self._actions.get(operation)
         if action is None:
-            return None
-        raw = _read_api_body(environ)
+            return self._moto.forward(environ)
         try:
             request = json.loads(raw or b"{}")
         except ValueError:
-            return None  # moto answers malformed JSON as AWS would
+            return self._moto.forward(environ)  # moto answers malformed JSON as AWS would
         if not isinstance(request, dict):
-            raise SerializationException(f"the body of {target} must be a JSON object, "
+            raise SerializationException(f"the body of SageMaker.{operation} must be a JSON object, "
                                          f"got {type(request).__name__}")
 
         def forward(replacement: dict[str, Any] | None = None) -> Any:
@@ -121,11 +145,6 @@ def _read_api_body(environ: Environ) -> bytes:
         raise ValidationException(str(exc)) from exc
     except OSError as exc:
         raise RequestTimeout(f"the request body did not arrive whole: {exc}") from exc
-
-
-def _operation(environ: Environ) -> str:
-    """What a log line and an InternalFailure call the request: its SageMaker action, or method and path."""
-    return environ.get("HTTP_X_AMZ_TARGET") or f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')}"
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
@@ -153,9 +172,15 @@ class ControlPlane:
         self.settings = settings or ControlPlaneSettings.from_env(os.environ)
         self.region = region
         self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="localmaker-"))
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        # Warnings and tracebacks (a provisioning failure) go here, not into the user's console.
+        self.log_file = self.work_root / "control-plane.log"
+        self._log_handler = add_file_log(self.log_file)
         self.logs = LogShipper(lambda: self.client("logs"))
-        self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs)
-        self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs)
+        self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs,
+                                       region=region, container_paths=self.settings.container_paths)
+        self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs, region=region,
+                                        container_paths=self.settings.container_paths)
         self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
         self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings,
                                    self.region)
@@ -222,3 +247,4 @@ class ControlPlane:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        remove_file_log(self._log_handler)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from localmaker.errors import ConfigurationError
+from localmaker.local_endpoint.container_paths import ContainerPaths
 from localmaker.local_endpoint.settings import DEFAULT_THREADS, server_size
 
 # An instance's gunicorn runs workers x threads requests at once (launch.py's defaults).
@@ -46,6 +47,8 @@ class ControlPlaneSettings:
     # What an instance inherits when its model sets neither (instances get the control plane's environment).
     default_workers: int = DEFAULT_WORKERS
     default_threads: int = DEFAULT_THREADS
+    # LOCALMAKER_CONTAINER_PATHS: whether instances and training jobs see SageMaker's /opt/ml paths.
+    container_paths: ContainerPaths = ContainerPaths()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ControlPlaneSettings:
@@ -57,6 +60,7 @@ class ControlPlaneSettings:
             max_queued=_whole(environ, "LOCALMAKER_MAX_QUEUED_INVOCATIONS", 0),
             queue_timeout_s=defaults.queue_timeout_s if queue_timeout is None else queue_timeout,
             client_timeout_s=defaults.client_timeout_s if client_timeout is None else client_timeout,
+            container_paths=ContainerPaths.from_env(environ),
         )._with_server_size(environ)
 
     def _with_server_size(self, environ: Mapping[str, str]) -> ControlPlaneSettings:

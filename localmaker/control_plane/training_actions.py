@@ -21,6 +21,8 @@ class TrainingActions:
 
     def __init__(self, training: TrainingRuntime) -> None:
         self.training = training
+        # What each job's request said of its metrics: moto records a made-up definition in their place.
+        self._metric_definitions: dict[str, Any] = {}
 
     def actions(self) -> dict[str, Action]:
         return {
@@ -42,6 +44,7 @@ class TrainingActions:
             raise ResourceInUse(f"Training job {spec.name!r} already exists.")
         answer = forward()
         if answer.ok:
+            self._metric_definitions[spec.name] = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions")
             self.training.create(spec)
         return answer
 
@@ -52,13 +55,24 @@ class TrainingActions:
         return overlaid(forward(), self._overlay, "TrainingJobSummaries")
 
     def _overlay(self, record: dict[str, Any]) -> None:
-        """Replace moto's always-Completed job with what really happened."""
+        """Replace moto's always-Completed job with what really happened.
+
+        ``ModelArtifacts`` stays whatever the job's status: the model requires it, and it names where the
+        job's model goes (``<output_path>/<job>/output/model.tar.gz``, as moto recorded it), not that one
+        was uploaded there. ``MetricDefinitions`` are the request's own, or none.
+        """
         job = self.training.get(str(record.get("TrainingJobName", "")))
         if job is None:
             return
+        algorithm = record.get("AlgorithmSpecification")
+        if isinstance(algorithm, dict):
+            algorithm.pop("MetricDefinitions", None)
+            if definitions := self._metric_definitions.get(job.spec.name):
+                algorithm["MetricDefinitions"] = definitions
         record["TrainingJobStatus"] = job.status.value
-        if "SecondaryStatus" in record or "ModelArtifacts" in record:
+        if "SecondaryStatus" in record or "ModelArtifacts" in record:  # a Describe, not a summary
             record["SecondaryStatus"] = job.secondary_status
+            record["ModelArtifacts"] = {"S3ModelArtifacts": job.spec.model_artifact_url}
         record["TrainingStartTime"] = job.started_at
         if job.ended_at is not None:
             record["TrainingEndTime"] = job.ended_at
@@ -66,12 +80,13 @@ class TrainingActions:
             record.pop("TrainingEndTime", None)
         if job.status is TrainingStatus.FAILED:
             record["FailureReason"] = job.failure_reason
-        if job.status is not TrainingStatus.COMPLETED:
-            record.pop("ModelArtifacts", None)  # a job that did not complete uploaded no model
         if "FinalMetricDataList" in record:
             loss = job.progress.loss
-            record["FinalMetricDataList"] = [] if loss is None else [
-                {"MetricName": "train:loss", "Value": loss, "Timestamp": job.ended_at or time.time()}]
+            if loss is None:
+                record.pop("FinalMetricDataList")  # no metric yet: unset, as AWS leaves it
+            else:
+                record["FinalMetricDataList"] = [
+                    {"MetricName": "train:loss", "Value": loss, "Timestamp": job.ended_at or time.time()}]
 
     def stop_training_job(self, request: dict[str, Any], forward: Forward) -> Answer:
         answer = forward()

@@ -3,7 +3,9 @@
 The runtime (``training_runtime.py``) decides what to run and what a job's end means; this module owns the
 process from start to reaping. The script runs in its own session, so killing its group reaches whatever
 it forked. It dies with the control plane (Linux), its output goes to the job's log with the progress
-lines it prints noted on the way, and MaxRuntimeInSeconds holds however the script behaves.
+lines it prints noted on the way, and MaxRuntimeInSeconds holds however the script behaves. Where the
+script sees /opt/ml, its command starts with the ``container_paths`` wrapper, which execs the script: the
+pid held here, its group and the parent-death signal all carry over to the script.
 """
 
 from __future__ import annotations

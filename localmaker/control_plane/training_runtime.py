@@ -7,7 +7,8 @@ convention) or the tail of its log. A failed job uploads no model.
 
 What a job is lives in ``training_state.py``; how its script runs as a process, in ``training_process.py``.
 This module holds the registry and the job's life around the script: the /opt/ml layout and its inputs,
-the training environment, the upload of the model, and the final status.
+the training environment, the upload of the model, and the final status. The layout lives under the job's
+folder; where Linux namespaces allow it, the script sees it at /opt/ml itself (``container_paths.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from localmaker.control_plane.process_groups import kill_group
 from localmaker.control_plane.training_channels import ChannelError, fetch_channel, fetch_code
 from localmaker.control_plane.training_process import copy_output, start_script, wait_for_exit
 from localmaker.control_plane.training_state import HOST, TrainingJobRecord, TrainingSpec, TrainingStatus
+from localmaker.local_endpoint.container_paths import CODE_DIR, INPUT_DIR, MODEL_DIR, OUTPUT_DIR, ContainerPaths
+from localmaker.local_endpoint.launch import region_environment
 from localmaker.model.artifact import pack_directory
 from localmaker.spec.hyperparameters import decode_as_text, decode_hyperparameter
 from localmaker.spec.instance_types import lookup
@@ -42,8 +45,13 @@ logger = logging.getLogger(__name__)
 class TrainingRuntime:
     """Registry of the training jobs this control plane runs; every process it starts, it also reaps."""
 
-    def __init__(self, work_root: Path, s3_client: Callable[[], Any], logs: LogShipper | None = None) -> None:
+    def __init__(self, work_root: Path, s3_client: Callable[[], Any], logs: LogShipper | None = None,
+                 region: str | None = None, container_paths: ContainerPaths | None = None) -> None:
+        """Jobs inherit ``region``, the control plane's (else that of the S3 client it hands us), and see
+        /opt/ml as ``container_paths`` says (else as the environment says now, at start-up)."""
         self._work_root = work_root / "training"
+        self._region = region
+        self._container_paths = container_paths or ContainerPaths.from_env()
         self._logs = logs
         self._s3 = s3_client
         self._jobs: dict[str, TrainingJobRecord] = {}
@@ -124,7 +132,10 @@ class TrainingRuntime:
             raise ChannelError(f"entry point {program!r} is not in the uploaded source directory")
         return layout
 
-    def _environment(self, job: TrainingJobRecord, layout: dict[str, Path]) -> dict[str, str]:
+    def _environment(self, job: TrainingJobRecord, layout: dict[str, Path], in_container: bool) -> dict[str, str]:
+        """The SM_* variables of the training toolkit, with the paths the script sees."""
+        seen = _container_layout() if in_container else {name: str(path) for name, path in layout.items()}
+        region = self._region or self._s3().meta.region_name
         instance_type = lookup(job.spec.instance_type)
         gpus = min(instance_type.gpu_count, local_gpu_count()) if instance_type.has_gpu else 0
         user_hps = {k: decode_hyperparameter(v) for k, v in job.spec.hyperparameters.items()
@@ -132,11 +143,12 @@ class TrainingRuntime:
         channels = sorted(job.spec.channels)
         env = {
             **os.environ,
+            **region_environment(region, job.spec.environment),
             **job.spec.environment,
-            "SM_MODEL_DIR": str(layout["model"]),
-            "SM_OUTPUT_DIR": str(layout["output"]),
-            "SM_OUTPUT_DATA_DIR": str(layout["output_data"]),
-            "SM_INPUT_DIR": str(layout["input"].parent),
+            "SM_MODEL_DIR": seen["model"],
+            "SM_OUTPUT_DIR": seen["output"],
+            "SM_OUTPUT_DATA_DIR": seen["output_data"],
+            "SM_INPUT_DIR": os.path.dirname(seen["input"]),
             "SM_CHANNELS": json.dumps(channels),
             "SM_HPS": json.dumps(user_hps),
             "SM_HOSTS": json.dumps([HOST]),
@@ -150,7 +162,7 @@ class TrainingRuntime:
             "PYTHONUNBUFFERED": "1",
         }
         for name in channels:
-            env[f"SM_CHANNEL_{name.upper()}"] = str(layout["input"] / name)
+            env[f"SM_CHANNEL_{name.upper()}"] = f"{seen['input']}/{name}"
         if gpus == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU instance, or a GPU type on a machine without one
         # The script may use localmaker's named sources when it is importable, as it is here.
@@ -164,13 +176,19 @@ class TrainingRuntime:
         arguments = [a for k, v in job.spec.hyperparameters.items() if not k.startswith("sagemaker_")
                      for a in (f"--{k}", decode_as_text(v))]
         command = [sys.executable, program, *arguments]
-        environment = self._environment(job, layout)
+        in_container = self._container_paths.active()
+        environment = self._environment(job, layout, in_container)
+        launched = command
+        if in_container:  # the script runs in /opt/ml/code, as the training toolkit runs it
+            binds = {CODE_DIR: layout["code"], MODEL_DIR: layout["model"], OUTPUT_DIR: layout["output"],
+                     INPUT_DIR: layout["input"].parent}
+            launched = ContainerPaths.command(command, binds, cwd=CODE_DIR)
         with open(job.log_file, "ab") as log:
             with job.lock:
                 if job.status is not TrainingStatus.IN_PROGRESS:
                     return None
                 logger.info("training job %s: %s", job.spec.name, " ".join(command))
-                process = job.process = start_script(command, layout["code"], environment)
+                process = job.process = start_script(launched, layout["code"], environment)
             deadline = time.monotonic() + job.spec.max_runtime_s
             job.secondary_status = "Training"
             if self._logs is not None:
@@ -208,3 +226,9 @@ class TrainingRuntime:
             job.ended_at = time.time()
             job.status = status
         logger.info("training job %s: %s %s", job.spec.name, status.value, job.failure_reason)
+
+
+def _container_layout() -> dict[str, str]:
+    """``_prepare``'s layout as a script in its own namespace sees it: SageMaker's own /opt/ml paths."""
+    return {"code": CODE_DIR, "model": MODEL_DIR, "output": OUTPUT_DIR, "output_data": f"{OUTPUT_DIR}/data",
+            "input": f"{INPUT_DIR}/data"}

@@ -88,8 +88,9 @@ class Model:
                   f"{count} x {itype.describe()}. AWS bills it per instance-hour until you delete it "
                   "(predictor.delete_endpoint()).", flush=True)
         elif itype.has_gpu and _local_gpu_count() == 0:
-            warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: "
-                          "the endpoint runs on the CPU (slower; same results)", stacklevel=2)
+            warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: the endpoint runs "
+                          "on the CPU. The built-in handler gives the same results, slower; a script that "
+                          "requires CUDA fails to load, and the FailureReason says so", stacklevel=2)
 
         artifact = stage(self._data, session, key_prefix=model_name, entry_point=self.entry_point,
                          source_dir=self.source_dir, corpus=self.corpus)

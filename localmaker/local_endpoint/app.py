@@ -16,7 +16,8 @@ from localmaker.local_endpoint.errors import (
     PayloadTooLarge,
     to_endpoint_error,
 )
-from localmaker.local_endpoint.media_types import JSON
+from localmaker.local_endpoint.handlers import request_body
+from localmaker.local_endpoint.media_types import JSON, request_accept
 from localmaker.local_endpoint.model_executor import ModelExecutor
 from localmaker.local_endpoint.model_holder import LoadState, ModelHolder
 from localmaker.local_endpoint.openapi_document import openapi_document
@@ -68,16 +69,19 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
             custom_attributes=request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
             headers=dict(request.headers),
         )
-        content_type = request.headers.get("Content-Type", JSON)
-        accept = request.headers.get("Accept", "")
+        # As the toolkit's Transformer.transform hands a request on: a missing Content-Type is None, a
+        # missing Accept or */* is the default accept, and a JSON or CSV body is str.
+        content_type = request.headers.get("Content-Type")
+        accept = request_accept(request.headers.get("Accept"), settings.default_accept)
+        data = request_body(body, content_type)
         if handlers.batches and settings.batch_size > 1:
             with executor.arriving() as submit:
-                prepared = handlers.prepare(handlers.decode(body, content_type, context), model, context)
+                prepared = handlers.prepare(handlers.decode(data, content_type, context), model, context)
                 prediction = submit(prepared, lambda items: handlers.predict_batch(items, model))
             payload, response_type = handlers.encode(prediction, accept, context)
         else:
             payload, response_type = executor.run(
-                lambda: handlers.invoke(model, body, content_type, accept, context))
+                lambda: handlers.invoke(model, data, content_type, accept, context))
         response = Response(payload, status=200, content_type=response_type)
         if context.response_custom_attributes:
             response.headers[CUSTOM_ATTRIBUTES_HEADER] = context.response_custom_attributes

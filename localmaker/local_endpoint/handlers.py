@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Any
 
 from localmaker.errors import ConfigurationError
 from localmaker.local_endpoint.default_codecs import default_input_fn, default_output_fn
-from localmaker.local_endpoint.media_types import concrete
+from localmaker.local_endpoint.errors import BadRequest
+from localmaker.local_endpoint.media_types import UTF8_TYPES, concrete
 
 
 def load_script(code_dir: Path, program: str) -> ModuleType:
@@ -55,6 +57,20 @@ def load_script(code_dir: Path, program: str) -> ModuleType:
         sys.modules.pop(module_name, None)
         raise
     return module
+
+
+def request_body(body: bytes, content_type: str | None) -> bytes | str:
+    """What input_fn (or transform_fn) receives: a body of exactly ``application/json`` or ``text/csv``
+    as str, decoded as UTF-8, as the toolkit's Transformer.transform hands it on; any other as bytes."""
+    if content_type not in UTF8_TYPES:
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"the {content_type} body is not valid UTF-8 ({exc.reason} at byte {exc.start}); the SageMaker "
+            "containers decode it as UTF-8 before input_fn, so encode it as UTF-8"
+        ) from None
 
 
 def _call(fn: Callable[..., Any], *args: Any, context: Any) -> Any:
@@ -116,8 +132,13 @@ class Handlers:
     def load_model(self, model_dir: Path, context: Any) -> Any:
         return _call(self.model_fn, str(model_dir), context=context)
 
-    def invoke(self, model: Any, body: bytes, content_type: str, accept: str, context: Any) -> tuple[bytes, str]:
-        """Run one request through the hooks; returns the response body and its Content-Type."""
+    def invoke(self, model: Any, body: bytes | str, content_type: str | None, accept: str,
+               context: Any) -> tuple[bytes, str]:
+        """Run one request through the hooks; returns the response body and its Content-Type.
+
+        ``body``, ``content_type`` and ``accept`` are as the toolkit hands them on: see request_body, a
+        missing Content-Type is None, and media_types.request_accept has filled in a missing Accept.
+        """
         if self.transform_fn is not None:
             return _as_body(_call(self.transform_fn, model, body, content_type, accept, context=context), accept)
         prediction = _call(self.predict_fn, self.decode(body, content_type, context), model, context=context)
@@ -127,7 +148,7 @@ class Handlers:
     # The steps of a batched request, run by different threads: decode and prepare in the request's own,
     # predict_batch on the model thread, encode back in the request's own.
 
-    def decode(self, body: bytes, content_type: str, context: Any) -> Any:
+    def decode(self, body: bytes | str, content_type: str | None, context: Any) -> Any:
         return _call(self.input_fn, body, content_type, context=context)
 
     def prepare(self, data: Any, model: Any, context: Any) -> Any:
@@ -143,14 +164,23 @@ class Handlers:
 
 
 def _as_body(result: Any, accept: str) -> tuple[bytes, str]:
-    """Hooks may return bytes, str, or (body, content_type), as the toolkits allow."""
+    """The response a hook's result makes, as the toolkit and its model server make it.
+
+    A tuple is (body, content_type) (Transformer.transform); without one the body is labelled with the
+    Accept (media_types.concrete). bytes go as they are, str as UTF-8, anything else as the model server
+    writes it: ``json.dumps(value, indent=2)`` (TorchServe's and MMS's create_predict_response).
+    """
     content_type = concrete(accept)
-    if isinstance(result, tuple) and len(result) == 2:
-        result, content_type = result
+    if isinstance(result, tuple) and len(result) >= 2:
+        result, content_type = result[0], str(result[1] or content_type)
+    if isinstance(result, bytes | bytearray):
+        return bytes(result), content_type
     if isinstance(result, str):
-        result = result.encode("utf-8")
-    if not isinstance(result, bytes | bytearray):
+        return result.encode("utf-8"), content_type
+    try:
+        return json.dumps(result, indent=2).encode("utf-8"), content_type
+    except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"output_fn returned {type(result).__name__}; return bytes, str or (body, content_type)"
-        )
-    return bytes(result), content_type
+            f"output_fn returned a {type(result).__name__}, which the model server cannot send ({exc}); "
+            "return bytes, str, a JSON-serialisable value, or (body, content_type)"
+        ) from None

@@ -17,15 +17,30 @@ from localmaker.local_endpoint.settings import model_server_timeout, server_size
 WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 
 
-def instance_environment(model_dir: Path, log_file: Path | None, extra: Mapping[str, str]) -> dict[str, str]:
-    """The container's environment: the caller's, the model's variables, and where to find things."""
-    env = {**os.environ, **extra, "LOCALMAKER_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+def instance_environment(model_dir: Path | str, log_file: Path | None, extra: Mapping[str, str],
+                         region: str | None = None) -> dict[str, str]:
+    """The container's environment: the caller's, the model's variables, and where to find things.
+
+    ``model_dir`` is the folder as the container sees it (``/opt/ml/model`` in its own namespace, see
+    ``container_paths.py``). ``region`` is the control plane's: a SageMaker container has ``AWS_REGION`` and
+    ``AWS_DEFAULT_REGION`` set, so a boto3 client made in ``model_fn`` needs no region; the model's own
+    Environment (in ``extra``) may still set them.
+    """
+    env = {**os.environ, **region_environment(region, extra), **extra,
+           "LOCALMAKER_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
     if log_file is not None:
         env["LOCALMAKER_LOG_FILE"] = str(log_file)
     # The instance must import this very localmaker, also when it runs from a source checkout.
     package_root = str(Path(localmaker.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
     return env
+
+
+def region_environment(region: str | None, own: Mapping[str, str]) -> dict[str, str]:
+    """``AWS_REGION`` and ``AWS_DEFAULT_REGION``, as SageMaker sets them in a container: the control plane's
+    ``region``, or the one the process's ``own`` environment names in either variable (it wins)."""
+    chosen = own.get("AWS_REGION") or own.get("AWS_DEFAULT_REGION") or region
+    return {"AWS_REGION": chosen, "AWS_DEFAULT_REGION": chosen} if chosen else {}
 
 
 def gunicorn_command(bind: str, env: Mapping[str, str], log_file: Path | None) -> list[str]:

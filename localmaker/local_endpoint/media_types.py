@@ -1,32 +1,45 @@
-"""Media-type names and the small parsing rules every part of the container shares."""
+"""Media-type names, and the rules by which the SageMaker containers read Content-Type and Accept.
+
+The toolkits compare media types as strings: ``application/json; charset=utf-8`` is not
+``application/json`` to them. The rules here do the same, so that what localmaker accepts a real
+container accepts too.
+"""
 
 from __future__ import annotations
 
 from localmaker.spec.media_types import JSON, NPY, media_type
 
-__all__ = ["JSON", "NPY", "accepted", "concrete", "media_type", "preferred"]
+__all__ = ["ANY", "CSV", "JSON", "NPY", "UTF8_TYPES", "accept_entries", "concrete", "media_type",
+           "request_accept"]
+
+CSV = "text/csv"
+ANY = "*/*"
+# Bodies of exactly these types reach the hooks as str, decoded as UTF-8 (content_types.UTF8_TYPES).
+UTF8_TYPES = (JSON, CSV)
 
 
-def accepted(accept: str | None) -> list[str]:
-    """The media types of an Accept header, in the order given: ``'a/b, c/d;q=0.5'`` → ``['a/b', 'c/d']``."""
-    return [kind for part in (accept or "").split(",") if (kind := media_type(part))]
+def request_accept(header: str | None, default_accept: str) -> str:
+    """The Accept the hooks see: a missing or empty header, or exactly ``*/*``, becomes the default
+    (``application/json``, or ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``), as the toolkits' request
+    handling does; anything else is passed on as sent, ``*/*;q=0.8`` and lists included."""
+    if not header or header == ANY:
+        return default_accept
+    return header
 
 
-def preferred(accept: str | None, offered: tuple[str, ...]) -> str | None:
-    """The first accepted type we offer (a wildcard takes the first offered of its range); no Accept
-    means ``offered[0]``; None when nothing offered is acceptable."""
-    kinds = accepted(accept)
-    if not kinds:
-        return offered[0]
-    for kind in kinds:
-        in_range = [offer for offer in offered if kind == "*/*" or offer == kind
-                    or (kind.endswith("/*") and offer.startswith(kind[:-1]))]
-        if in_range:
-            return in_range[0]
-    return None
+def accept_entries(accept: str) -> list[str]:
+    """The types of an Accept list as the toolkit's default output_fn reads them (utils.parse_accept):
+    spaces removed, split at commas, each compared exactly, parameters included."""
+    return accept.replace(" ", "").split(",")
 
 
 def concrete(accept: str | None) -> str:
-    """The type to label a body with when a hook returned bytes alone: the first accepted type that is
-    not a wildcard, else JSON (the toolkits' default)."""
-    return next((kind for kind in accepted(accept) if "*" not in kind), JSON)
+    """The Content-Type of a body a hook returned without one.
+
+    The toolkit labels it with the Accept as sent; that is the same for one concrete type. From a list,
+    the first type that is not a wildcard (a list is no valid Content-Type), else JSON.
+    """
+    entries = [entry.strip() for entry in (accept or "").split(",") if entry.strip()]
+    if len(entries) == 1 and "*" not in media_type(entries[0]):
+        return entries[0]
+    return next((kind for entry in entries if "*" not in (kind := media_type(entry)) and kind), JSON)

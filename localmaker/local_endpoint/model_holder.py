@@ -9,6 +9,7 @@ from typing import Any
 
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import ModelLoadFailed, ModelNotReady
+from localmaker.local_endpoint.gpu_requirement import needs_gpu_note
 from localmaker.local_endpoint.handlers import Handlers, load_script
 from localmaker.local_endpoint.requirements_check import RequirementsReport, check_code_dir, explain_import_failure
 from localmaker.local_endpoint.settings import EndpointSettings
@@ -61,6 +62,9 @@ class ModelHolder:
                 detail = explain_import_failure(exc, requirements)
             else:
                 detail = f"{type(exc).__name__}: {exc}"
+                note = needs_gpu_note(exc)
+                if note:
+                    detail = f"{detail}. {note[0].upper()}{note[1:]}"
             self._failure = f"{step} failed: {detail}"
             self._state = LoadState.FAILED
             logger.exception("%s failed", step)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localmaker.errors import ConfigurationError
+from localmaker.spec.media_types import JSON
 from localmaker.spec.names import DEFAULT_PROGRAM, MAX_PAYLOAD_BYTES
 
 DEFAULT_THREADS = 32
@@ -15,6 +16,9 @@ DEFAULT_TIMEOUT_S = 60
 # SAGEMAKER_TS_BATCH_SIZE: requests gathered into one predict_batch_fn call (not texts per forward pass).
 DEFAULT_MAX_BATCH_REQUESTS = 32
 DEFAULT_BATCH_DELAY_MS = 10
+# The Accept that a request without one (or with */*) reaches output_fn with: the SageMaker inference
+# toolkit's environment.Environment.default_accept (parameters.DEFAULT_INVOCATIONS_ACCEPT_ENV).
+DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -54,6 +58,7 @@ class EndpointSettings:
     batch_size: int = DEFAULT_MAX_BATCH_REQUESTS
     max_batch_delay_ms: int = DEFAULT_BATCH_DELAY_MS
     log_file: Path | None = None
+    default_accept: str = JSON
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EndpointSettings:
@@ -68,4 +73,5 @@ class EndpointSettings:
             batch_size=_int(environ, "SAGEMAKER_TS_BATCH_SIZE", DEFAULT_MAX_BATCH_REQUESTS),
             max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", DEFAULT_BATCH_DELAY_MS, minimum=0),
             log_file=Path(log_file) if log_file else None,
+            default_accept=environ.get(DEFAULT_ACCEPT_ENV) or JSON,
         )

@@ -161,3 +161,23 @@ def test_sagemaker_sdk_deploys_predicts_and_deletes(kind, control_plane, tmp_pat
     assert process.wait(timeout=60) == 0
     assert not any(group_members(g) for g in groups)
     assert "stopped; every process it started has been reaped" in (process.stdout.read() if process.stdout else "")
+
+
+@pytest.mark.parametrize("kind", ["Model", "PyTorchModel"])
+def test_sagemaker_sdk_runs_against_an_embedded_control_plane(kind, tmp_path, tiny_qwen3_dir, localmaker_home):
+    """The same script, pointed at the control plane a Session() runs inside this process."""
+    with Session(work_root=tmp_path / "control-plane") as session:
+        assert session.endpoint_url is not None
+        _run_sdk_script(tmp_path, session.endpoint_url, "deploy", DEPLOY_AND_PREDICT, kind,
+                        *_artifacts(kind, tmp_path, tiny_qwen3_dir))
+        result = json.loads((tmp_path / "result.json").read_text())
+        assert all(math.isclose(math.hypot(*row), 1.0, abs_tol=1e-4) for row in result["answer"]["embeddings"])
+        groups = [i.pid for i in session.local_endpoint(result["endpoint"]).instances]
+        _run_sdk_script(tmp_path, session.endpoint_url, "delete", DELETE, result["endpoint"])
+        # moto keeps one set of records per process, shared with other Sessions: look for this endpoint only.
+        listed = session.sagemaker_client.list_endpoints()["Endpoints"]
+        assert result["endpoint"] not in [e["EndpointName"] for e in listed]
+        deadline = time.monotonic() + 15
+        while any(group_members(g) for g in groups) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert groups and not any(group_members(g) for g in groups)

@@ -251,14 +251,17 @@ def test_an_npy_header_declaring_more_data_than_the_body_carries_is_a_400(script
     assert client.post("/invocations", json=[1, 2]).get_json() == [1, 2]
 
 
-def test_an_accept_list_is_negotiated_and_bare_bytes_get_one_concrete_type(script_app):
+def test_an_accept_list_is_read_as_the_toolkit_reads_it_and_bare_bytes_get_one_concrete_type(script_app):
+    # sagemaker_inference utils.parse_accept, as default_output_fn uses it: the entries of the list, each
+    # compared exactly, the first supported one wins; no wildcards, no q-values
     client = script_app(IDENTITY_SCRIPT).test_client()
-    browser_like = "text/html, application/x-npy;q=0.9, */*;q=0.8"
-    response = client.post("/invocations", json=[1.5], headers={"Accept": browser_like})
+    response = client.post("/invocations", json=[1.5], headers={"Accept": "text/html, application/x-npy"})
     assert (response.status_code, response.content_type) == (200, "application/x-npy")
     np.testing.assert_array_equal(np.load(io.BytesIO(response.data)), [1.5])
-    response = client.post("/invocations", json=[1.5], headers={"Accept": "text/html, */*"})
-    assert (response.status_code, response.get_json()) == (200, [1.5])
+    browser_like = "text/html, application/x-npy;q=0.9, */*;q=0.8"  # a real container refuses it too
+    response = client.post("/invocations", json=[1.5], headers={"Accept": browser_like})
+    assert response.status_code == 406
+    assert "named exactly" in _error(response)["message"]
     assert client.post("/invocations", json=[1], headers={"Accept": "text/html, image/gif"}).status_code == 406
 
     bare = script_app("""
