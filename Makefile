@@ -21,7 +21,7 @@ $(BIN)/localmaker: pyproject.toml
 
 setup: $(BIN)/localmaker
 
-$(SDK3_VENV)/.installed:
+$(SDK3_VENV)/.installed: Makefile
 	test -x $(SDK3_VENV)/bin/python || $(PYTHON) -m venv $(SDK3_VENV)
 	$(SDK3_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SDK3_VENV)/bin/python -m pip install --quiet "$(SDK3_SPEC)"

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from localmaker.deploy.deserializers import BaseDeserializer
     from localmaker.deploy.serializers import BaseSerializer
 
-# A well-formed ARN is all the simulator checks; no AWS account is involved.
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 
 Deploy = Callable[..., "FakePredictor"]

@@ -10,7 +10,7 @@ from localmaker.cli.arguments import PORT
 from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
 from localmaker.cli.sessions import attached_session
 from localmaker.errors import ConfigurationError
-from localmaker.spec.names import TRAINING_LOG_GROUP, endpoint_log_group
+from localmaker.spec.names import LOCAL_CREDENTIALS, TRAINING_LOG_GROUP, endpoint_log_group
 from localmaker.spec.sdk_config import CONFIG_ENV_VAR, CONFIG_FILE, sdk_config
 
 
@@ -22,11 +22,16 @@ def run_up(args: argparse.Namespace) -> int:
     work_root = localmaker_home() / "runs" / time.strftime("up-%Y%m%d-%H%M%S")
     control_plane = ControlPlane(host=args.host, port=args.port, work_root=work_root)
     config = work_root / CONFIG_FILE
-    config.write_text(sdk_config(control_plane.region), encoding="utf-8")
+    try:
+        config.write_text(sdk_config(control_plane.region), encoding="utf-8")
+    except BaseException:
+        control_plane.stop()
+        raise
+    credentials = " ".join(f"{name.upper()}={value}" for name, value in LOCAL_CREDENTIALS.items())
     print(f"[localmaker] control plane listening on {control_plane.url} (Ctrl-C or SIGTERM stops it and "
           f"every instance and training job it started); logs under {work_root}\n"
           f"export AWS_ENDPOINT_URL={control_plane.url}\n"
-          f"export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={control_plane.region}\n"
+          f"export {credentials} AWS_DEFAULT_REGION={control_plane.region}\n"
           f"export {CONFIG_ENV_VAR}={config}  # SageMaker SDK: default bucket, no STS or telemetry calls to AWS",
           flush=True)
     control_plane.serve_until_signalled()

@@ -1,4 +1,4 @@
-"""How commands reach a control plane: the role they deploy as, and attaching to `localmaker up`."""
+"""How commands reach a control plane: attaching to `localmaker up`, or starting their own."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 from typing import Any
 
 from localmaker.errors import ConfigurationError
-
-# Any well-formed role ARN passes the control plane's checks; nothing is assumed in AWS.
 
 
 def control_plane_url(args: argparse.Namespace) -> str | None:

@@ -24,8 +24,6 @@ from localmaker.deploy import Model, Session
 from localmaker.errors import ConfigurationError, DeploymentError
 from localmaker.spec.names import PLACEHOLDER_ROLE
 
-# Any well-formed role ARN passes the control plane's checks; nothing is assumed in AWS.
-
 
 @dataclass(frozen=True)
 class ContractTarget:

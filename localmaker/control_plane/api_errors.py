@@ -130,6 +130,14 @@ class ServiceUnavailable(ApiError):
         super().__init__(message, headers=[("Retry-After", str(retry_after_s))])
 
 
+class UnknownOperation(ApiError):
+    """A request naming no operation that localmaker or moto answers. The JSON protocols call it
+    UnknownOperationException; the query protocol (IAM, STS) calls it InvalidAction."""
+
+    code, status = "UnknownOperationException", 400
+    query_code: ClassVar[str] = "InvalidAction"
+
+
 class InternalFailure(ApiError):
     """A bug of localmaker's: the body says where to look, the traceback goes to the control plane's log."""
 

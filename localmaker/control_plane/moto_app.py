@@ -17,11 +17,10 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from localmaker.control_plane.answers import Answer, Environ, StartResponse
-from localmaker.control_plane.api_errors import InternalFailure
+from localmaker.control_plane.api_errors import InternalFailure, UnknownOperation
 from localmaker.control_plane.request_bodies import replace_body
 from localmaker.control_plane.wire_protocols import (
     Protocol,
-    UnknownOperation,
     operation_name,
     protocol_of,
     signing_service,

@@ -7,6 +7,9 @@ from typing import Any
 
 from localmaker.control_plane.answers import Environ
 
+# AWS API calls (SageMaker's JSON, IAM's and STS's forms) are small; a bigger body is a mistake or an attack.
+MAX_API_BODY_BYTES = 4 * 1024 * 1024
+
 
 class MalformedBody(ValueError):
     """A request whose Content-Length is not a byte count."""

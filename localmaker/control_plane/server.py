@@ -32,6 +32,7 @@ from localmaker.control_plane.api_errors import (
     NotFound,
     RequestTimeout,
     SerializationException,
+    UnknownOperation,
     ValidationException,
 )
 from localmaker.control_plane.endpoint_actions import Action, EndpointActions
@@ -42,11 +43,11 @@ from localmaker.control_plane.invocation_proxy import InvocationProxy
 from localmaker.control_plane.localmaker_routes import PREFIX, LocalmakerRoutes
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.moto_app import Moto
-from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.request_bodies import MAX_API_BODY_BYTES, BodyTooLarge, MalformedBody, read_body
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_actions import TrainingActions
 from localmaker.control_plane.training_runtime import TrainingRuntime
-from localmaker.control_plane.wire_protocols import Protocol, UnknownOperation, error_answer, operation_name
+from localmaker.control_plane.wire_protocols import Protocol, error_answer, operation_name
 from localmaker.logging_setup import add_file_log, remove_file_log
 from localmaker.spec.names import LOCAL_CREDENTIALS
 from localmaker.spec.s3_urls import parse_s3_url
@@ -57,8 +58,6 @@ _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 # moto's own management API (reset all state, record to and replay from a file in the working directory,
 # change its config): a debugging aid for moto, not part of AWS, and not for whoever can reach this port.
 _MOTO_MANAGEMENT = "/moto-api"
-# SageMaker API calls are small JSON documents; a bigger body is a mistake or an attack, not a request.
-MAX_API_BODY_BYTES = 4 * 1024 * 1024
 
 
 class ControlPlaneApp:
@@ -176,16 +175,21 @@ class ControlPlane:
         # Warnings and tracebacks (a provisioning failure) go here, not into the user's console.
         self.log_file = self.work_root / "control-plane.log"
         self._log_handler = add_file_log(self.log_file)
-        self.logs = LogShipper(lambda: self.client("logs"))
-        self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs,
-                                       region=region, container_paths=self.settings.container_paths)
-        self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs, region=region,
-                                        container_paths=self.settings.container_paths)
-        self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
-        self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings,
-                                   self.region)
-        handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
-        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
+        try:
+            self.logs = LogShipper(lambda: self.client("logs"))
+            self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs,
+                                           region=region, container_paths=self.settings.container_paths)
+            self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs, region=region,
+                                            container_paths=self.settings.container_paths)
+            self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
+            self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings,
+                                       self.region)
+            handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
+            self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
+                                                       request_handler=handler)
+        except BaseException:  # a port in use, say: the log handler must not outlive a control plane never made
+            remove_file_log(self._log_handler)
+            raise
         self._thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()

@@ -13,16 +13,13 @@ import enum
 import re
 import struct
 import uuid
-from typing import ClassVar
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from localmaker.control_plane.answers import AMZ_JSON, Answer, Environ
 from localmaker.control_plane.api_errors import ApiError
-from localmaker.control_plane.request_bodies import read_body
+from localmaker.control_plane.request_bodies import MAX_API_BODY_BYTES, read_body
 
-# Query-protocol requests are small forms; anything bigger is not one of them.
-MAX_FORM_BYTES = 4 * 1024 * 1024
 # SigV4's credential scope, in the Authorization header or (a presigned URL) the query string.
 _CREDENTIAL = re.compile(r"Credential=[^/,\s&]+(?:/|%2F)\d{8}(?:/|%2F)[^/,\s&%]+(?:/|%2F)(?P<service>[^/,\s&%]+)"
                          r"(?:/|%2F)aws4_request", re.IGNORECASE)
@@ -36,14 +33,6 @@ class Protocol(enum.Enum):
     CBOR = "smithy-rpc-v2-cbor"
     REST_XML = "rest-xml"
     REST_JSON = "rest-json"
-
-
-class UnknownOperation(ApiError):
-    """A request naming no operation that localmaker or moto answers. The JSON protocols call it
-    UnknownOperationException; the query protocol (IAM, STS) calls it InvalidAction."""
-
-    code, status = "UnknownOperationException", 400
-    query_code: ClassVar[str] = "InvalidAction"
 
 
 def signing_service(environ: Environ) -> str | None:
@@ -72,7 +61,7 @@ def query_parameters(environ: Environ) -> dict[str, str]:
         pairs = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if _is_form(environ):
             try:
-                body = read_body(environ, MAX_FORM_BYTES)
+                body = read_body(environ, MAX_API_BODY_BYTES)
             except (ValueError, OSError):
                 body = b""
             pairs.update(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))

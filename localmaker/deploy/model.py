@@ -17,10 +17,10 @@ from localmaker.deploy.validation import check_instance_count, check_resource_na
 from localmaker.errors import ConfigurationError
 from localmaker.spec.container_images import default_image
 from localmaker.spec.instance_types import CATALOGUE, InstanceType, lookup
-from localmaker.spec.names import DEFAULT_PROGRAM
+from localmaker.spec.names import CODE_FOLDER, DEFAULT_PROGRAM, SAGEMAKER_MODEL_DIR
 
 # Where the SDK points SAGEMAKER_SUBMIT_DIRECTORY for a repacked artifact: the code travels inside it.
-REPACKED_CODE_DIR = "/opt/ml/model/code"
+REPACKED_CODE_DIR = f"{SAGEMAKER_MODEL_DIR}/{CODE_FOLDER}"
 
 
 class Model:

@@ -1,5 +1,6 @@
 """FakePredictor: the SageMaker SDK's Predictor, posting straight to the local instances, or through
-``sagemaker-runtime`` InvokeEndpoint when the session's target is real AWS."""
+``sagemaker-runtime`` InvokeEndpoint where routing matters (several variants, a target, an inference id) or
+the session's target is real AWS."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from localmaker.deploy.endpoint_view import EndpointView
 from localmaker.errors import ConfigurationError, DeploymentError
 from localmaker.spec.names import LOCAL_CREDENTIALS, endpoint_log_group
+from localmaker.spec.sdk_config import default_bucket as sdk_default_bucket
 
 if TYPE_CHECKING:
     from localmaker.control_plane.server import ControlPlane
@@ -107,7 +108,7 @@ class Session:
         SageMaker SDK does."""
         with self._bucket_lock:
             if self._default_bucket is None:
-                bucket = self._requested_bucket or f"sagemaker-{self.region_name}-{self.account_id}"
+                bucket = self._requested_bucket or sdk_default_bucket(self.region_name, self.account_id)
                 self.ensure_bucket(bucket)
                 self._default_bucket = bucket
             return self._default_bucket

@@ -25,7 +25,7 @@ from localmaker.spec.training_progress import parse_progress
 from localmaker.training import SOURCE_DIR as TRAINING_SOURCE_DIR
 
 # The entry scripts localmaker ships; each runs with every sibling module of its folder beside it.
-BUILTIN_SCRIPTS = {"train_lora.py": TRAINING_SOURCE_DIR / "train_lora.py"}
+BUILTIN_SCRIPTS = frozenset({"train_lora.py"})
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
 

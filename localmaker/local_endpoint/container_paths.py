@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 ENV_VAR = "LOCALMAKER_CONTAINER_PATHS"
 MODES = ("auto", "host")  # auto: /opt/ml where namespaces work; host: always the host folders
-CONTAINER_ROOT = "/opt/ml"
 MODEL_DIR = "/opt/ml/model"
 INPUT_DIR = "/opt/ml/input"
 OUTPUT_DIR = "/opt/ml/output"

@@ -105,6 +105,9 @@ def _decode_csv(data: bytes | str) -> Any:
     lines = text.splitlines()
     if lines and any(header in lines[0].lower() for header in CSV_RECORD_HEADERS):
         records = list(csv.DictReader(io.StringIO(text)))
+        if not records:
+            raise BadRequest(f"the CSV has a header ({lines[0][:100]!r}) but no records: send one row per input "
+                             "under it")
         if "inputs" in records[0]:
             return {"inputs": [record["inputs"] for record in records]}
         return {"inputs": records}

@@ -7,17 +7,15 @@ say why there is none here. The FailureReason should.
 
 from __future__ import annotations
 
-import os
-
 _CUDA_WORDS = ("cuda", "nvidia", "gpu")
 
 
-def needs_gpu_note(exc: BaseException) -> str | None:
-    """A sentence to add to the failure when ``exc`` is about CUDA and no CUDA device is visible here."""
+def needs_gpu_note(exc: BaseException, device: str) -> str | None:
+    """A sentence to add to the failure when ``exc`` is about CUDA and no CUDA device is visible here;
+    ``device`` is where the instance was placed (its settings' ``device``)."""
     text = f"{type(exc).__name__}: {exc}".lower()
     if not any(word in text for word in _CUDA_WORDS) or _cuda_available():
         return None
-    device = os.environ.get("LOCALMAKER_DEVICE", "cpu")
     return (f"the script needs a CUDA GPU, and this instance runs on {device}: this machine has none (or the "
             "instance type has none); deploy where a GPU is, or let the script fall back to the CPU "
             "(torch.device('cuda' if torch.cuda.is_available() else 'cpu'))")

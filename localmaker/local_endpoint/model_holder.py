@@ -62,7 +62,7 @@ class ModelHolder:
                 detail = explain_import_failure(exc, requirements)
             else:
                 detail = f"{type(exc).__name__}: {exc}"
-                note = needs_gpu_note(exc)
+                note = needs_gpu_note(exc, self._settings.device)
                 if note:
                     detail = f"{detail}. {note[0].upper()}{note[1:]}"
             self._failure = f"{step} failed: {detail}"

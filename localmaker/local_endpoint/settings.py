@@ -9,7 +9,7 @@ from pathlib import Path
 
 from localmaker.errors import ConfigurationError
 from localmaker.spec.media_types import JSON
-from localmaker.spec.names import DEFAULT_PROGRAM, MAX_PAYLOAD_BYTES
+from localmaker.spec.names import DEFAULT_PROGRAM, MAX_PAYLOAD_BYTES, SAGEMAKER_MODEL_DIR
 
 DEFAULT_THREADS = 32
 DEFAULT_TIMEOUT_S = 60
@@ -59,10 +59,12 @@ class EndpointSettings:
     max_batch_delay_ms: int = DEFAULT_BATCH_DELAY_MS
     log_file: Path | None = None
     default_accept: str = JSON
+    # Where the control plane placed the instance (LOCALMAKER_DEVICE): cpu, or cuda:N.
+    device: str = "cpu"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EndpointSettings:
-        model_dir = Path(environ.get("SM_MODEL_DIR") or environ.get("LOCALMAKER_MODEL_DIR") or "/opt/ml/model")
+        model_dir = Path(environ.get("SM_MODEL_DIR") or environ.get("LOCALMAKER_MODEL_DIR") or SAGEMAKER_MODEL_DIR)
         code_dir = Path(environ.get("LOCALMAKER_CODE_DIR") or model_dir / "code")
         log_file = environ.get("LOCALMAKER_LOG_FILE")
         return cls(
@@ -74,4 +76,5 @@ class EndpointSettings:
             max_batch_delay_ms=_int(environ, "SAGEMAKER_TS_MAX_BATCH_DELAY", DEFAULT_BATCH_DELAY_MS, minimum=0),
             log_file=Path(log_file) if log_file else None,
             default_accept=environ.get(DEFAULT_ACCEPT_ENV) or JSON,
+            device=environ.get("LOCALMAKER_DEVICE") or "cpu",
         )

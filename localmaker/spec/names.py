@@ -10,6 +10,8 @@ from __future__ import annotations
 # InvokeEndpoint's request limit for a real-time endpoint; AWS answers 413 above it.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 
+# Where a SageMaker container finds the unpacked model.tar.gz (real scripts hard-code it).
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 # The handler script in model.tar.gz's code/ folder, unless SAGEMAKER_PROGRAM names another.
 DEFAULT_PROGRAM = "inference.py"
 CODE_FOLDER = "code"
@@ -22,7 +24,8 @@ INVOKED_VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
 LOCAL_ACCOUNT_ID = "123456789012"
 # moto accepts any credentials; these keep boto3 from looking for real ones.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-# What scripts, the CLI and the benchmarks pass as ``role`` when nothing real is needed.
+# What scripts, the CLI and the benchmarks pass as ``role``: any well-formed role ARN passes the control
+# plane's checks, and nothing is assumed in AWS.
 PLACEHOLDER_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 
 # CloudWatch log groups, as SageMaker names them.

@@ -15,9 +15,9 @@ CONFIG_ENV_VAR = "SAGEMAKER_ADMIN_CONFIG_OVERRIDE"
 CONFIG_FILE = "sagemaker-sdk-config.yaml"
 
 
-def default_bucket(region: str) -> str:
-    """The bucket the SDK would derive for this region and moto's account."""
-    return f"sagemaker-{region}-{LOCAL_ACCOUNT_ID}"
+def default_bucket(region: str, account: str = LOCAL_ACCOUNT_ID) -> str:
+    """The bucket the SDK derives for a region and account (moto's, unless another is given)."""
+    return f"sagemaker-{region}-{account}"
 
 
 def sdk_config(region: str) -> str:

@@ -100,18 +100,26 @@ endpoint.delete(); config.delete(); model.delete()
 
 
 @pytest.fixture(params=["up", "embedded"])
-def control_plane_url(request, session, localmaker_home):
-    """`localmaker up` as its own process, or the embedded control plane of a Session in this process."""
+def target(request, session, localmaker_home, tmp_path_factory):
+    """The control plane's URL and the SDK config file to export: `localmaker up` as its own process,
+    with the file it wrote and named, or the embedded control plane of a Session in this process, with
+    the same text written here."""
     if request.param == "embedded":
-        yield session.endpoint_url
+        config = tmp_path_factory.mktemp("sdk-config") / "sagemaker-sdk-config.yaml"
+        config.write_text(sdk_config("us-east-1"))
+        yield session.endpoint_url, config
         return
-    with running_up() as (_process, url):
-        yield url
+    with running_up() as (process, url):
+        assert process.stdout is not None
+        prefix = f"export {CONFIG_ENV_VAR}="
+        printed = iter(process.stdout.readline, "")  # up prints its exports before it serves, then waits
+        named = next(line for line in printed if line.startswith(prefix)).removeprefix(prefix).split()[0]
+        yield url, Path(named)
 
 
-def _run(tmp_path: Path, url: str, source: str, *args: str) -> dict[str, Any]:
-    config = tmp_path / "sagemaker-sdk-config.yaml"
-    config.write_text(sdk_config("us-east-1"))
+def _run(tmp_path: Path, target: tuple[str, Path], source: str, *args: str) -> dict[str, Any]:
+    url, config = target
+    assert config.is_file()
     script = tmp_path / "script.py"
     script.write_text(f"ROLE = {ROLE!r}\n" + textwrap.dedent(source))
     env = {**aws_env(url), CONFIG_ENV_VAR: str(config)}
@@ -125,9 +133,9 @@ def _unit_rows(rows: list[list[float]]) -> bool:
     return all(abs(sum(x * x for x in row) - 1.0) < 1e-4 for row in rows)
 
 
-def test_core_resources_create_read_invoke_and_delete(control_plane_url, tmp_path, tiny_qwen3_dir):
+def test_core_resources_create_read_invoke_and_delete(target, tmp_path, tiny_qwen3_dir):
     key = f"v3-core-{uuid.uuid4().hex[:8]}"
-    result = _run(tmp_path, control_plane_url, CORE_RESOURCES, str(pack(tiny_qwen3_dir, tmp_path / "m.tar.gz")), key)
+    result = _run(tmp_path, target, CORE_RESOURCES, str(pack(tiny_qwen3_dir, tmp_path / "m.tar.gz")), key)
     assert result["got"] == [key, key, "InService"] and result["status"] == "InService"
     assert all(key in names for names in result["listed"])
     assert _unit_rows(result["raw"]["embeddings"]) and len(result["raw"]["embeddings"]) == 2
@@ -135,14 +143,14 @@ def test_core_resources_create_read_invoke_and_delete(control_plane_url, tmp_pat
     assert result["container"] == {"SAGEMAKER_PROGRAM": "inference.py"}
 
 
-def test_model_builder_builds_deploys_and_invokes_custom_code(control_plane_url, tmp_path, tiny_qwen3_dir):
+def test_model_builder_builds_deploys_and_invokes_custom_code(target, tmp_path, tiny_qwen3_dir):
     packed = pack(tiny_qwen3_dir, tmp_path / "packed.tar.gz")
     with tarfile.open(packed) as tar:  # the user's code folder, as the built-in handler ships it
         tar.extractall(tmp_path, members=[m for m in tar.getmembers() if m.name.startswith("code/")],
                        filter="data")
     weights = pack_directory(tiny_qwen3_dir, tmp_path / "weights.tar.gz")  # no code: the SDK must add it
     key = f"v3-mb-{uuid.uuid4().hex[:8]}"
-    result = _run(tmp_path, control_plane_url, MODEL_BUILDER, str(weights), str(tmp_path / "code"), key)
+    result = _run(tmp_path, target, MODEL_BUILDER, str(weights), str(tmp_path / "code"), key)
     assert result["status"] == "InService"
     assert _unit_rows(result["answer"]["embeddings"]) and len(result["answer"]["embeddings"]) == 2
     assert result["container"]["SAGEMAKER_PROGRAM"] == "inference.py"

@@ -69,3 +69,10 @@ def test_a_hand_written_hyperparameter_is_taken_as_it_is():
 def test_the_model_error_log_arn_names_the_region_it_ran_in():
     assert names.endpoint_log_group_arn("eu-west-1", "e") == (
         f"arn:aws:logs:eu-west-1:{names.LOCAL_ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/e")
+
+
+def test_the_namespace_wrapper_binds_the_model_where_the_container_looks():
+    # container_paths.py runs as a stdlib-only script (python -I -S), so it keeps its own copy.
+    from localmaker.local_endpoint import container_paths
+
+    assert container_paths.MODEL_DIR == names.SAGEMAKER_MODEL_DIR
