@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.parsers
 import botocore.session
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from localmaker import TrainingError
@@ -30,6 +28,7 @@ from localmaker.control_plane.server import ControlPlane
 from localmaker.deploy import Estimator, Session
 from localmaker.model.artifact import pack_handler
 from localmaker.spec.names import PLACEHOLDER_ROLE
+from tests.control_plane.plane_clients import plane_client
 from tests.control_plane.shape_validator import Recorded, Recorder, violations
 
 REGION = "eu-west-1"
@@ -141,11 +140,6 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         control_plane.stop()
 
 
-def _client(plane: ControlPlane, service: str) -> Any:
-    return boto3.client(service, endpoint_url=plane.url, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
-
-
 def _settled(sagemaker: Any, name: str, passing: str, timeout_s: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while (described := sagemaker.describe_endpoint(EndpointName=name))["EndpointStatus"] == passing:
@@ -228,7 +222,7 @@ def _train(session: Session, folder: Path) -> None:
 
 def test_every_answer_of_a_whole_cycle_is_valid_against_botocores_model(plane, tmp_path):
     recorder = Recorder()
-    sagemaker, runtime, s3 = (_client(plane, s) for s in ("sagemaker", "sagemaker-runtime", "s3"))
+    sagemaker, runtime, s3 = (plane_client(plane, s) for s in ("sagemaker", "sagemaker-runtime", "s3"))
     session = Session(endpoint_url=plane.url, region_name=REGION)
     recorder.attach(sagemaker, runtime, session.sagemaker_client)
 

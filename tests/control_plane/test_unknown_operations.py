@@ -11,19 +11,17 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import botocore.parsers
 import botocore.session
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from localmaker.control_plane.api_errors import InternalFailure
 from localmaker.control_plane.server import ControlPlane
 from localmaker.control_plane.wire_protocols import Protocol, error_answer, protocol_of
 from localmaker.spec.names import PLACEHOLDER_ROLE
+from tests.control_plane.plane_clients import plane_client
 from tests.control_plane.shape_validator import violations
 
 REGION = "eu-west-1"
@@ -37,11 +35,6 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         yield control_plane
     finally:
         control_plane.stop()
-
-
-def _client(plane: ControlPlane, service: str) -> Any:
-    return boto3.client(service, endpoint_url=plane.url, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
 
 
 def _signed(service: str) -> dict[str, str]:
@@ -107,7 +100,7 @@ def test_an_unknown_query_action_is_invalid_action_in_xml(plane):
         assert b"<Code>InvalidAction</Code>" in body and b"<Type>Sender</Type>" in body
         assert f"{service.upper()}.NoSuchAction".encode() in body
     with pytest.raises(ClientError) as caught:  # an action IAM has and moto does not: NotImplementedError there
-        _client(plane, "iam").simulate_custom_policy(PolicyInputList=["{}"], ActionNames=["s3:GetObject"])
+        plane_client(plane, "iam").simulate_custom_policy(PolicyInputList=["{}"], ActionNames=["s3:GetObject"])
     assert caught.value.response["Error"]["Code"] == "InvalidAction"
 
 
@@ -127,22 +120,22 @@ def test_a_service_moto_does_not_simulate_is_unknown_not_a_500(plane):
 
 
 def test_what_moto_does_answer_still_passes_unchanged(plane):
-    s3 = _client(plane, "s3")
+    s3 = plane_client(plane, "s3")
     s3.create_bucket(Bucket="still-s3", CreateBucketConfiguration={"LocationConstraint": REGION})
     with pytest.raises(ClientError) as caught:  # S3's bare 404 for a missing key is an answer, not a miss
         s3.head_object(Bucket="still-s3", Key="absent")
     assert caught.value.response["Error"]["Code"] == "404"
     with pytest.raises(ClientError) as missing_role:  # a role never created: NoSuchEntity, as in AWS
-        _client(plane, "iam").get_role(RoleName="never-created")
+        plane_client(plane, "iam").get_role(RoleName="never-created")
     assert missing_role.value.response["Error"]["Code"] == "NoSuchEntity"
-    assert _client(plane, "sts").get_caller_identity()["Account"] == "123456789012"
+    assert plane_client(plane, "sts").get_caller_identity()["Account"] == "123456789012"
 
 
 # -- IAM's policy simulator -------------------------------------------------------------------------
 
 
 def test_simulate_principal_policy_allows_every_action_asked(plane):
-    iam = _client(plane, "iam")
+    iam = plane_client(plane, "iam")
     raw: list[bytes] = []
     iam.meta.events.register("after-call", lambda http_response, **_: raw.append(http_response.content))
     answer = iam.simulate_principal_policy(PolicySourceArn=PLACEHOLDER_ROLE, ActionNames=ACTIONS)
@@ -156,7 +149,7 @@ def test_simulate_principal_policy_allows_every_action_asked(plane):
 
 
 def test_a_role_a_simulation_names_exists_afterwards_and_trusts_sagemaker(plane):
-    iam = _client(plane, "iam")
+    iam = plane_client(plane, "iam")
     role = "arn:aws:iam::111122223333:role/service/ModelBuilderRole"
     with pytest.raises(ClientError):
         iam.get_role(RoleName="ModelBuilderRole")
@@ -169,7 +162,7 @@ def test_a_role_a_simulation_names_exists_afterwards_and_trusts_sagemaker(plane)
 
 
 def test_simulate_principal_policy_answers_per_resource_and_pages(plane):
-    iam = _client(plane, "iam")
+    iam = plane_client(plane, "iam")
     buckets = ["arn:aws:s3:::a/*", "arn:aws:s3:::b/*"]
     answer = iam.simulate_principal_policy(PolicySourceArn=PLACEHOLDER_ROLE, ActionNames=ACTIONS[:1],
                                            ResourceArns=buckets)

@@ -16,29 +16,11 @@ from botocore.exceptions import ClientError
 from localmaker.deploy import Model
 from localmaker.model.artifact import pack_handler
 from tests.e2e.conftest import ROLE
+from tests.local_endpoint.test_toolkit_defaults import PUBLIC_STYLE_SCRIPT as PUBLIC_STYLE_SOURCE
 
 pytestmark = pytest.mark.e2e
 
-# The shape of the inference.py scripts published for SageMaker's PyTorch container: JSON only.
-PUBLIC_STYLE_SCRIPT = textwrap.dedent("""
-    import json
-
-    def model_fn(model_dir):
-        return {"scale": 3}
-
-    def input_fn(request_body, request_content_type):
-        if request_content_type == "application/json":
-            return json.loads(request_body)
-        raise ValueError(f"Unsupported content type: {request_content_type}")
-
-    def predict_fn(input_data, model):
-        return {"scaled": [x * model["scale"] for x in input_data["values"]]}
-
-    def output_fn(prediction, response_content_type):
-        if response_content_type == "application/json":
-            return json.dumps(prediction)
-        raise ValueError(f"Unsupported accept type: {response_content_type}")
-""")
+PUBLIC_STYLE_SCRIPT = textwrap.dedent(PUBLIC_STYLE_SOURCE)
 
 DEFAULT_CODECS_SCRIPT = textwrap.dedent("""
     def model_fn(model_dir):
