@@ -26,7 +26,7 @@ from localmaker.control_plane.api_errors import (
     ValidationError,
 )
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
-from localmaker.control_plane.endpoint_state import NoInstanceInService, RunningEndpoint
+from localmaker.control_plane.endpoint_state import NoInstanceInService, RunningEndpoint, ServingInstance, Variant
 from localmaker.control_plane.invocation_admission import EndpointGates, Refused
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
@@ -72,6 +72,19 @@ class InvocationProxy:
 
     def __call__(self, environ: Environ, name: str) -> Answer:
         started = time.perf_counter()
+        endpoint = self.endpoint_in_service(name)
+        body = _read_payload(environ)
+        forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
+        try:
+            with self._gates.gate(endpoint).slot():
+                return self.send(endpoint, environ.get(_TARGET_VARIANT), body, forwarded, started)
+        except Refused as refused:
+            logger.info("refused an invocation of %s: %s", name, refused)
+            raise ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
+                                     f"retry after {refused.retry_after_s} s", refused.retry_after_s) from None
+
+    def endpoint_in_service(self, name: str) -> RunningEndpoint:
+        """The endpoint ``name``, or the runtime API's ValidationError where it is missing or not serving."""
         endpoint = self._runtime.get(name)
         if endpoint is None:
             self._gates.forget(name)
@@ -79,26 +92,32 @@ class InvocationProxy:
         if not endpoint.status.serves_traffic:
             raise ValidationError(f"Endpoint {name} is {endpoint.status.value}, not InService; "
                                   "wait with the endpoint_in_service waiter before invoking it")
-        body = _read_payload(environ)
-        forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
-        try:
-            with self._gates.gate(endpoint).slot():
-                return self._send(endpoint, environ.get(_TARGET_VARIANT), body, forwarded, started)
-        except Refused as refused:
-            logger.info("refused an invocation of %s: %s", name, refused)
-            raise ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
-                                     f"retry after {refused.retry_after_s} s", refused.retry_after_s) from None
+        return endpoint
 
-    def _send(self, endpoint: RunningEndpoint, target: str | None, body: bytes, headers: dict[str, str],
-              started: float) -> Answer:
+    def pick_instance(self, endpoint: RunningEndpoint, target: str | None) -> tuple[Variant, ServingInstance] | None:
+        """The variant and instance the next request goes to; None when no instance can answer now.
+
+        Every way into an endpoint (real-time, streaming, async) chooses its instance here.
+        """
+        try:
+            return endpoint.route(target)
+        except KeyError:
+            raise ValidationError(f"Target variant {target!r} does not exist on endpoint {endpoint.name}.") from None
+        except NoInstanceInService:
+            return None
+
+    def send(self, endpoint: RunningEndpoint, target: str | None, body: bytes, headers: dict[str, str],
+             started: float, timeout_s: float = INVOCATION_TIMEOUT_S) -> Answer:
+        """Send one request to an instance of ``endpoint`` and answer as InvokeEndpoint does.
+
+        Raises ModelError for a container error, ServiceUnavailable when no instance can answer now.
+        """
         name = endpoint.name
         for _attempt in range(1 + len(endpoint.processes())):
-            try:
-                variant, instance = endpoint.route(target)
-            except KeyError:
-                raise ValidationError(f"Target variant {target!r} does not exist on endpoint {name}.") from None
-            except NoInstanceInService:
+            picked = self.pick_instance(endpoint, target)
+            if picked is None:
                 break
+            variant, instance = picked
             variant_name = variant.spec.variant_name
             if instance.process.exited() is not None:
                 # Died since the healer last looked; a pooled connection to it would only be reset.
@@ -108,7 +127,7 @@ class InvocationProxy:
             try:
                 with mapped_transport_errors():
                     answer = self._http.request("POST", f"{instance.process.url}/invocations", body=body,
-                                                headers=headers, timeout=INVOCATION_TIMEOUT_S)
+                                                headers=headers, timeout=timeout_s)
             except InstanceUnreachable:
                 logger.warning("instance %s of %s is unreachable; sending to another", instance.process.instance_id,
                                name)

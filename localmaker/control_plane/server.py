@@ -16,7 +16,7 @@ import re
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,12 @@ from localmaker.spec.s3_urls import parse_s3_url
 
 logger = logging.getLogger(__name__)
 
-_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+# The runtime API's paths: /endpoints/<name>/<operation>, each answered by a handler of (environ, name).
+_RUNTIME_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<operation>[a-z-]+)$")
+RuntimeOperation = Callable[[Environ, str], Answer]
+_RUNTIME_OPERATION_NAMES = {"invocations": "InvokeEndpoint",
+                            "invocations-response-stream": "InvokeEndpointWithResponseStream",
+                            "async-invocations": "InvokeEndpointAsync"}
 # moto's own management API (reset all state, record to and replay from a file in the working directory,
 # change its config): a debugging aid for moto, not part of AWS, and not for whoever can reach this port.
 _MOTO_MANAGEMENT = "/moto-api"
@@ -74,6 +79,7 @@ class ControlPlaneApp:
         self.training = training
         self._moto = Moto()
         self._proxy = InvocationProxy(runtime, region, metrics, settings)
+        self._runtime_operations: dict[str, RuntimeOperation] = {"invocations": self._proxy}
         self._local = LocalmakerRoutes(runtime, training, region)
         self._iam = IamActions(aws)
         self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region).actions(),
@@ -81,14 +87,15 @@ class ControlPlaneApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        invoke = _INVOKE_PATH.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        runtime_path = _RUNTIME_PATH.match(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        invoke = runtime_path if runtime_path and runtime_path.group("operation") in self._runtime_operations else None
         content_type = RUNTIME_JSON if invoke else AMZ_JSON
         # The runtime API and localmaker's own routes answer JSON whatever the request's Content-Type (an
         # invocation's is the user's); every other API answers errors in its protocol's shape.
         protocol = Protocol.REST_JSON if invoke or path.startswith((PREFIX, _MOTO_MANAGEMENT)) else None
         try:
             if invoke:
-                answer = self._proxy(environ, invoke.group("name"))
+                answer = self._runtime_operations[invoke.group("operation")](environ, invoke.group("name"))
             elif (own := self._answer(environ, path)) is not None:
                 answer = own
             else:
@@ -96,7 +103,8 @@ class ControlPlaneApp:
         except ApiError as exc:
             answer = error_answer(exc, environ, content_type, protocol)
         except Exception:  # noqa: BLE001 - a bug of ours answers like AWS's InternalFailure, never a traceback
-            operation = "InvokeEndpoint" if invoke else operation_name(environ)
+            operation = _RUNTIME_OPERATION_NAMES.get(invoke.group("operation"), "") if invoke else ""
+            operation = operation or operation_name(environ)
             logger.exception("%s failed", operation)
             answer = error_answer(InternalFailure(f"{operation} failed inside localmaker; the control plane's "
                                                   "log has the details"), environ, content_type, protocol)
