@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 # they go to the control plane's own log instead (logging_setup.add_file_log).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-_LAZY = {"Session", "Model", "Estimator", "FakePredictor", "Predictor"}
+_LAZY = {"Session", "Model", "Estimator", "FakePredictor", "Predictor", "ServerlessInferenceConfig",
+         "AsyncInferenceConfig", "AsyncPredictor", "AsyncInferenceResponse", "WaiterConfig"}
 
 
 def __getattr__(name: str) -> Any:
@@ -33,5 +34,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'localmaker' has no attribute {name!r}")
 
 
-__all__ = ["ArtifactError", "ConfigurationError", "DeploymentError", "Estimator", "FakePredictor",
-           "LocalmakerError", "Model", "ModelError", "Predictor", "Session", "TrainingError", "__version__"]
+__all__ = ["ArtifactError", "AsyncInferenceConfig", "AsyncInferenceResponse", "AsyncPredictor", "WaiterConfig",
+           "ConfigurationError", "DeploymentError", "Estimator", "FakePredictor",
+           "LocalmakerError", "Model", "ModelError", "Predictor", "ServerlessInferenceConfig", "Session",
+           "TrainingError", "__version__"]

@@ -1,5 +1,5 @@
-"""The ``localmaker`` command: demo, sweep, train, up and its clients, pack, serve, examples, contract-test
-and openapi."""
+"""The ``localmaker`` command: demo, sweep, train, transform, up and its clients, pack, serve, examples,
+contract-test and openapi."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from localmaker.cli import artifacts, contract, demo, endpoints, openapi, sweep, train
+from localmaker.cli import artifacts, contract, demo, endpoints, openapi, sweep, train, transform
 from localmaker.cli.demo import DEMO_DOCUMENTS, DEMO_IMAGE_REQUEST, DEMO_PROMPT, DEMO_QUERY
 from localmaker.errors import LocalmakerError
 from localmaker.logging_setup import configure_logging
 
 # In the order `localmaker --help` lists them.
-COMMAND_GROUPS = (demo, sweep, train, endpoints, artifacts, contract, openapi)
+COMMAND_GROUPS = (demo, sweep, train, transform, endpoints, artifacts, contract, openapi)
 
 
 def _show_warning(message: warnings.WarningMessage | Warning | str, category: type[Warning], *_: object,

@@ -51,6 +51,18 @@ class Answer:
         return [self.body]
 
 
+@dataclass
+class StreamedAnswer(Answer):
+    """An answer whose body is sent as it is produced (InvokeEndpointWithResponseStream): it has no
+    Content-Length, so the server sends it chunked, and nothing can read or rewrite it before it goes."""
+
+    chunks: Iterable[bytes] = ()
+
+    def send(self, start_response: StartResponse) -> Iterable[bytes]:  # type: ignore[override]
+        start_response(self.status, [(k, v) for k, v in self.headers if k.lower() != "content-length"])
+        return self.chunks
+
+
 def overlaid(answer: Answer, overlay: Callable[[dict[str, Any]], None], items: str | None = None) -> Answer:
     """A successful JSON answer with ``overlay`` applied to its record, or to each record under ``items``."""
     if not answer.ok:

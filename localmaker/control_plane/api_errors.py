@@ -150,3 +150,22 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     code, status = "MethodNotAllowed", 405
+
+
+class ThrottlingException(ApiError):
+    """InvokeEndpoint beyond a serverless endpoint's MaxConcurrency; botocore retries it with backoff."""
+
+    code, status = "ThrottlingException", 429
+
+
+class ModelNotReady(ApiError):
+    """botocore's ModelNotReadyException: a serverless variant's compute is still being provisioned."""
+
+    code, status = "ModelNotReadyException", 429
+
+
+class TransformJobNotFound(ValidationException):
+    """moto's (and SageMaker's) answer for a transform job that does not exist, word for word."""
+
+    def __init__(self, region: str, name: str) -> None:
+        super().__init__(f"Could not find transform job '{sagemaker_arn(region, 'transform-job', name)}'.")

@@ -12,9 +12,11 @@ from botocore.exceptions import ClientError
 
 from localmaker.control_plane.answers import Answer, overlaid
 from localmaker.control_plane.api_errors import ApiError, EndpointNotFound, ValidationException
+from localmaker.control_plane.async_config import AsyncEndpoints, async_variants
 from localmaker.control_plane.endpoint_runtime import EndpointBusy, EndpointRuntime
 from localmaker.control_plane.endpoint_state import EndpointStatus, VariantSpec
 from localmaker.control_plane.instance_type_ledger import InstanceTypeLedger
+from localmaker.control_plane.serverless_config import ServerlessConfig, check_production_variants
 from localmaker.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -26,8 +28,10 @@ Action = Callable[[dict[str, Any], Forward], Answer]
 class EndpointActions:
     """Each action answers, or raises an ApiError that the control plane's app serializes."""
 
-    def __init__(self, runtime: EndpointRuntime, aws: Callable[[str], Any], region: str) -> None:
+    def __init__(self, runtime: EndpointRuntime, aws: Callable[[str], Any], region: str,
+                 async_endpoints: AsyncEndpoints | None = None) -> None:
         self.runtime = runtime
+        self._async = async_endpoints or AsyncEndpoints()  # which configs and endpoints are asynchronous
         self._aws = aws  # boto3 clients that talk to this very control plane, for what moto recorded
         self._region = region
         self._types = InstanceTypeLedger()
@@ -70,6 +74,7 @@ class EndpointActions:
         config_name = str(request.get("EndpointConfigName", ""))
         try:
             self.runtime.create(name, config_name, self._variants(config_name))
+            self._async.attach(name, config_name)
         except Exception as exc:  # noqa: BLE001 - a bad config must not leave a half-made endpoint
             logger.exception("could not provision %s", name)
             self._aws("sagemaker").delete_endpoint(EndpointName=name)
@@ -82,7 +87,7 @@ class EndpointActions:
         """The config's variants joined with their models, as moto recorded them; ValidationException if
         either is missing (in moto's words) or describes something localmaker cannot run."""
         try:
-            return self._joined_variants(config_name)
+            return async_variants(self._joined_variants(config_name), self._async, config_name)
         except ClientError as exc:
             raise ValidationException(str(exc.response["Error"].get("Message", exc))) from exc
 
@@ -96,16 +101,17 @@ class EndpointActions:
             if "ModelDataUrl" not in container:
                 raise ValidationException(f"model {variant['ModelName']!r} has no ModelDataUrl; "
                                           "point it at a model.tar.gz in S3")
-            if "InstanceType" not in variant:
-                raise ValidationException(f"variant {variant['VariantName']!r} has no InstanceType (a "
-                                          "ServerlessConfig variant?): localmaker simulates instance-backed "
-                                          "real-time endpoints only; give it InstanceType and "
-                                          "InitialInstanceCount")
+            serverless = ServerlessConfig.from_request(variant["ServerlessConfig"]) \
+                if "ServerlessConfig" in variant else None
+            if serverless is None and "InstanceType" not in variant:
+                raise ValidationException(f"variant {variant['VariantName']!r} has neither InstanceType nor "
+                                          "ServerlessConfig; give it one of them")
             variants.append(VariantSpec(
                 variant_name=variant["VariantName"],
                 model_name=variant["ModelName"],
-                instance_type=variant["InstanceType"],
-                instance_count=int(variant.get("InitialInstanceCount", 1)),
+                instance_type=variant.get("InstanceType", ""),
+                instance_count=serverless.provisioned if serverless else int(variant.get("InitialInstanceCount", 1)),
+                serverless=serverless,
                 model_data_url=container["ModelDataUrl"],
                 image=container.get("Image", ""),
                 environment=dict(container.get("Environment") or {}),
@@ -146,6 +152,7 @@ class EndpointActions:
         variants = self._variants(config_name)
         try:
             self.runtime.update(name, config_name, variants)
+            self._async.attach(name, config_name)
         except KeyError as exc:  # deleted since moto described it
             raise EndpointNotFound(self._region, name) from exc
         except EndpointBusy as exc:
@@ -176,10 +183,12 @@ class EndpointActions:
     def delete_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
         answer = forward()
         if answer.ok:
+            self._async.detach(str(request.get("EndpointName", "")))  # its queued requests get failure objects
             self.runtime.delete(str(request.get("EndpointName", "")))
         return answer
 
     def create_endpoint_config(self, request: dict[str, Any], forward: Forward) -> Answer:
+        check_production_variants(request.get("ProductionVariants") or [])  # serverless_config.py
         with ValidationException.raised_for(TypeError):  # a variant that is not an object
             for variant in request.get("ProductionVariants") or []:
                 if "InitialVariantWeight" in variant:
@@ -189,9 +198,12 @@ class EndpointActions:
         with (ValidationException.raised_for(ConfigurationError),
               ValidationException.raised_for(KeyError, TypeError, prefix="malformed ProductionVariants: ")):
             recorded = self._types.record(request)  # ConfigurationError: an instance type it does not know
+        asynchronous = self._async.check(request)  # AsyncInferenceConfig, checked as AWS does (async_config.py)
         answer = forward(recorded)
         if not answer.ok:
             self._types.forget(str(request.get("EndpointConfigName", "")))
+        else:
+            self._async.record_config(str(request.get("EndpointConfigName", "")), asynchronous)
         return answer
 
     def describe_endpoint_config(self, request: dict[str, Any], forward: Forward) -> Answer:
@@ -202,6 +214,7 @@ class EndpointActions:
         answer = forward()
         if answer.ok:
             self._types.forget(str(request.get("EndpointConfigName", "")))
+            self._async.forget_config(str(request.get("EndpointConfigName", "")))
         return answer
 
 

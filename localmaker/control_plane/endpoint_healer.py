@@ -2,7 +2,9 @@
 
 SageMaker replaces an instance that fails its health checks and keeps the endpoint InService on the
 survivors. Here a dead instance leaves the rotation at once (so no request is routed to it), and a
-replacement starts as soon as no create, update or scale holds the endpoint.
+replacement starts as soon as no create, update or scale holds the endpoint. It heals up to each
+variant's desired count; for a serverless variant that is its provisioned concurrency, so instances started
+on demand and stopped when idle (serverless_scaler.py) are never healed back.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ passes on every instance, InService after that, and Failed (with the cause in Fa
 artifact cannot be fetched, model_fn raises, an instance dies, or the startup health check times out.
 An update builds a whole new fleet beside the serving one and swaps only once every new instance is
 healthy; if the new fleet fails, it is stopped and the old one never stopped serving.
+
+A serverless variant starts with its provisioned concurrency (possibly no instance) once its unpacked
+model is found to fit its MemorySizeInMB; the serverless scaler starts and stops the rest. The instance
+work itself (unpack, launch, health check, retire) is endpoint_fleet.py's, shared with that scaler.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from localmaker.control_plane.endpoint_fleet import Deleted, EndpointFleet, FetchArtifact
 from localmaker.control_plane.endpoint_healer import EndpointHealer
 from localmaker.control_plane.endpoint_state import (
     EndpointStatus,
@@ -25,26 +29,18 @@ from localmaker.control_plane.endpoint_state import (
     Variant,
     VariantSpec,
 )
-from localmaker.control_plane.instance_process import STOP_GRACE_S, InstanceProcess
 from localmaker.control_plane.log_shipper import LogShipper
-from localmaker.control_plane.placement import place
+from localmaker.control_plane.serverless_config import check_model_fits
 from localmaker.local_endpoint.container_paths import ContainerPaths
-from localmaker.model.safe_tar import unpack
 from localmaker.spec.container_images import unsupported_image_reason
-from localmaker.spec.instance_types import lookup
-from localmaker.spec.names import endpoint_log_group
 
 logger = logging.getLogger(__name__)
 
-FetchArtifact = Callable[[str, Path], None]
+__all__ = ["EndpointBusy", "EndpointRuntime", "FetchArtifact"]
 
 
 class EndpointBusy(RuntimeError):
     """An update asked of an endpoint that is not InService, as AWS refuses it."""
-
-
-class _Deleted(Exception):
-    """The endpoint was deleted while its fleet was being built."""
 
 
 class EndpointRuntime:
@@ -54,11 +50,10 @@ class EndpointRuntime:
                  logs: LogShipper | None = None, heal_interval_s: float = 0.5, region: str = "us-east-1",
                  container_paths: ContainerPaths | None = None) -> None:
         self._work_root = work_root
-        self._region = region  # the control plane's, which instances inherit (us-east-1 is ControlPlane's default)
-        self._container_paths = container_paths or ContainerPaths.from_env()  # read once, at start-up
-        self._logs = logs
-        self._fetch = fetch_artifact
-        self._startup_timeout_s = startup_timeout_s
+        # The region is the control plane's, which instances inherit (us-east-1 is ControlPlane's default);
+        # the container paths are read once, at start-up.
+        self.fleet = EndpointFleet(fetch_artifact, logs, region, container_paths or ContainerPaths.from_env(),
+                                   startup_timeout_s)
         self._endpoints: dict[str, RunningEndpoint] = {}
         self._lock = threading.Lock()
         self._healer = EndpointHealer(self._endpoints_now, self._heal, heal_interval_s)
@@ -104,8 +99,8 @@ class EndpointRuntime:
         if endpoint is None:
             return False
         endpoint.status = EndpointStatus.DELETING
-        self._stop(endpoint.processes())
-        self._release_logs(endpoint)
+        self.fleet.stop(endpoint.processes())
+        self.fleet.release_logs(endpoint)
         # The unpacked models are copies of what S3 holds; the logs stay for whoever debugs the run.
         shutil.rmtree(endpoint.work_dir / "models", ignore_errors=True)
         return True
@@ -137,7 +132,7 @@ class EndpointRuntime:
         with endpoint.operation:
             try:
                 self._build_fleet(endpoint, specs, endpoint.variants)
-            except _Deleted:
+            except Deleted:
                 return
             except Exception as exc:  # noqa: BLE001 - every failure becomes the endpoint's FailureReason
                 logger.exception("endpoint %s failed to start", endpoint.name)
@@ -150,7 +145,7 @@ class EndpointRuntime:
         with endpoint.operation:
             try:
                 self._build_fleet(endpoint, specs, endpoint.staged)
-            except _Deleted:
+            except Deleted:
                 return
             except Exception as exc:  # noqa: BLE001 - a failed update rolls back whatever the cause
                 logger.warning("update of endpoint %s to %s failed; rolling back: %s", endpoint.name,
@@ -167,7 +162,7 @@ class EndpointRuntime:
             logger.info("endpoint %s now serves config %s", endpoint.name, config_name)
             # gunicorn drains requests in flight on SIGTERM for up to the model-server timeout (its
             # --graceful-timeout), and the retirement waits that long, so the swap cuts none off.
-            self._retire(endpoint, [i for v in blue for i in v.instances], drain=True)
+            self.fleet.retire(endpoint, [i for v in blue for i in v.instances], drain=True)
             for variant in blue:
                 shutil.rmtree(variant.model_dir, ignore_errors=True)
 
@@ -178,14 +173,14 @@ class EndpointRuntime:
                 for variant in endpoint.variants:
                     _, count = desired.get(variant.spec.variant_name, (None, None))
                     for _ in range(max(0, (count or 0) - len(variant.instances))):
-                        added.append(self._launch(endpoint, variant))
-                self._await_health(endpoint, added, self._startup_timeout(endpoint.variants))
-            except _Deleted:
+                        added.append(self.fleet.launch(endpoint, variant))
+                self.fleet.await_health(endpoint, added, self.fleet.startup_timeout(endpoint.variants))
+            except Deleted:
                 return
             except Exception as exc:  # noqa: BLE001 - failed capacity is rolled back, the rest keeps serving
                 logger.warning("scaling endpoint %s failed; rolling back: %s", endpoint.name, exc)
-                self._forget(endpoint, added)
-                self._retire(endpoint, added)
+                self.fleet.forget(endpoint, added)
+                self.fleet.retire(endpoint, added)
                 self._roll_back(endpoint, f"the capacity update failed and was rolled back: {exc}")
                 return
             surplus: list[ServingInstance] = []
@@ -201,8 +196,8 @@ class EndpointRuntime:
                         surplus += variant.instances[count:]
                         for instance in variant.instances[count:]:
                             instance.in_rotation = False
-            self._forget(endpoint, surplus)
-            self._retire(endpoint, surplus, drain=True)
+            self.fleet.forget(endpoint, surplus)
+            self.fleet.retire(endpoint, surplus, drain=True)
             self._settle(endpoint, EndpointStatus.UPDATING, EndpointStatus.IN_SERVICE)
 
     def _heal(self, endpoint: RunningEndpoint) -> None:
@@ -216,19 +211,19 @@ class EndpointRuntime:
         for instance in dead:
             logger.warning("instance %s of endpoint %s died (exit code %s); replacing it",
                            instance.process.instance_id, endpoint.name, instance.process.exited())
-        self._forget(endpoint, dead)
-        self._retire(endpoint, dead)
+        self.fleet.forget(endpoint, dead)
+        self.fleet.retire(endpoint, dead)
         replacements: list[ServingInstance] = []
         try:
             for variant in list(endpoint.variants):
                 for _ in range(variant.desired_count - len(variant.instances)):
-                    replacements.append(self._launch(endpoint, variant))
-            self._await_health(endpoint, replacements, self._startup_timeout(endpoint.variants))
-        except _Deleted:
+                    replacements.append(self.fleet.launch(endpoint, variant))
+            self.fleet.await_health(endpoint, replacements, self.fleet.startup_timeout(endpoint.variants))
+        except Deleted:
             return
         except BaseException:  # a launch or a health check failed: started replacements must not linger
-            self._forget(endpoint, replacements)
-            self._retire(endpoint, replacements)
+            self.fleet.forget(endpoint, replacements)
+            self.fleet.retire(endpoint, replacements)
             raise
         with endpoint.lock:
             for instance in replacements:
@@ -250,18 +245,25 @@ class EndpointRuntime:
                 reason = unsupported_image_reason(spec.image)
                 if reason:
                     raise RuntimeError(reason)
-                variant = Variant(spec=spec, model_dir=self._unpack_artifact(endpoint, spec),
-                                  weight=spec.weight, desired_count=spec.instance_count)
+                model_dir = self.fleet.unpack_artifact(endpoint, spec.model_data_url, spec.variant_name)
+                if spec.serverless is not None:  # before any instance, as a cold start would hit it
+                    try:
+                        check_model_fits(model_dir, spec.serverless)
+                    except MemoryError:
+                        shutil.rmtree(model_dir, ignore_errors=True)
+                        raise
+                variant = Variant(spec=spec, model_dir=model_dir, weight=spec.weight,
+                                  desired_count=spec.instance_count)
                 with endpoint.lock:
                     fleet.append(variant)
                 for _ in range(spec.instance_count):
-                    self._launch(endpoint, variant)
+                    self.fleet.launch(endpoint, variant)
             started = [i for v in fleet for i in v.instances]
-            self._await_health(endpoint, started, self._startup_timeout(fleet))
+            self.fleet.await_health(endpoint, started, self.fleet.startup_timeout(fleet))
         except BaseException:
             with endpoint.lock:
                 doomed, fleet[:] = list(fleet), []
-            self._retire(endpoint, [i for v in doomed for i in v.instances])
+            self.fleet.retire(endpoint, [i for v in doomed for i in v.instances])
             for variant in doomed:
                 shutil.rmtree(variant.model_dir, ignore_errors=True)
             raise
@@ -269,78 +271,6 @@ class EndpointRuntime:
             for variant in fleet:
                 for instance in variant.instances:
                     instance.in_rotation = True
-
-    def _unpack_artifact(self, endpoint: RunningEndpoint, spec: VariantSpec) -> Path:
-        folder = endpoint.work_dir / "models" / uuid.uuid4().hex[:8]
-        archive = folder.with_suffix(".tar.gz")
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._fetch(spec.model_data_url, archive)
-            return unpack(archive, folder / spec.variant_name)
-        finally:
-            archive.unlink(missing_ok=True)
-
-    def _launch(self, endpoint: RunningEndpoint, variant: Variant) -> ServingInstance:
-        """Start one instance of ``variant``, out of rotation until it proves healthy."""
-        if endpoint.status is EndpointStatus.DELETING:
-            raise _Deleted()
-        instance_id = endpoint.next_instance_id(variant.spec.variant_name)
-        placement = place(lookup(variant.spec.instance_type), len(variant.instances))
-        process = InstanceProcess(
-            instance_id=instance_id,
-            model_dir=variant.model_dir,
-            log_file=endpoint.work_dir / "logs" / f"{instance_id}.log",
-            env={**variant.spec.environment, **placement.environment},
-            region=self._region, container_paths=self._container_paths,
-        )
-        instance = ServingInstance(process=process, device=placement.device)
-        with endpoint.lock:
-            variant.instances.append(instance)
-        try:
-            process.start()
-        except BaseException:  # never started, so it must not count as capacity
-            with endpoint.lock:
-                variant.instances.remove(instance)
-            raise
-        if self._logs is not None:
-            self._logs.follow(endpoint_log_group(endpoint.name), instance_id, process.log_file)
-        if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
-            process.stop()
-            raise _Deleted()
-        return instance
-
-    def _startup_timeout(self, variants: list[Variant]) -> float:
-        limits = [v.spec.startup_timeout_s for v in variants if v.spec.startup_timeout_s]
-        return float(max(limits)) if limits else self._startup_timeout_s
-
-    @staticmethod
-    def _await_health(endpoint: RunningEndpoint, instances: list[ServingInstance], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        pending = [i.process for i in instances]
-        while pending:
-            if endpoint.status is EndpointStatus.DELETING:
-                raise _Deleted()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the startup health check timed out after {timeout_s:.0f}s: "
-                    f"GET /ping never answered 200 on {', '.join(p.instance_id for p in pending)}"
-                )
-            still_pending = []
-            for process in pending:
-                code = process.exited()
-                if code is not None:
-                    raise RuntimeError(
-                        f"instance {process.instance_id} exited with code {code} before it was healthy; "
-                        f"last log lines:\n{process.log_tail()}"
-                    )
-                result = process.ping()
-                if result.failed:
-                    raise RuntimeError(result.message or "model_fn failed")
-                if not result.healthy:
-                    still_pending.append(process)
-            pending = still_pending
-            if pending:
-                time.sleep(0.25)
 
     @staticmethod
     def _settle(endpoint: RunningEndpoint, expected: EndpointStatus, status: EndpointStatus) -> None:
@@ -360,41 +290,8 @@ class EndpointRuntime:
         if endpoint.status is EndpointStatus.DELETING:
             return
         # Stop first: once a caller can see Failed, no process of the endpoint is left.
-        self._retire(endpoint, endpoint.instances())
-        self._release_logs(endpoint)
+        self.fleet.retire(endpoint, endpoint.instances())
+        self.fleet.release_logs(endpoint)
         with endpoint.lock:
             endpoint.failure_reason = reason[:1024]  # the size SageMaker allows for FailureReason
             endpoint.status = EndpointStatus.FAILED
-
-    @staticmethod
-    def _forget(endpoint: RunningEndpoint, instances: list[ServingInstance]) -> None:
-        with endpoint.lock:
-            for variant in (*endpoint.variants, *endpoint.staged):
-                variant.instances[:] = [i for i in variant.instances if all(i is not x for x in instances)]
-
-    def _retire(self, endpoint: RunningEndpoint, instances: list[ServingInstance], drain: bool = False) -> None:
-        """Stop instances and ship the rest of their logs; the endpoint lives on without them.
-
-        ``drain`` is for instances that served traffic and leave a fleet that keeps serving (the blue
-        fleet after an update, surplus after a scale-in): their requests in flight finish first.
-        """
-        self._stop([i.process for i in instances], drain=drain)
-        with endpoint.lock:
-            endpoint.retired.extend(instances)
-        if self._logs is not None:
-            for instance in instances:
-                self._logs.release(endpoint_log_group(endpoint.name), instance.process.instance_id)
-
-    def _release_logs(self, endpoint: RunningEndpoint) -> None:
-        if self._logs is not None:
-            self._logs.release(endpoint_log_group(endpoint.name))
-
-    @staticmethod
-    def _stop(processes: list[InstanceProcess], drain: bool = False) -> None:
-        """Signal every instance before waiting for any, so they stop in parallel. ``drain`` (an instance
-        leaving a fleet that keeps serving) waits for its requests in flight; a deletion or a shutdown
-        does not wait on them past the usual grace."""
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.reap(process.drain_s if drain else STOP_GRACE_S)

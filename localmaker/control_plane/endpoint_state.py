@@ -11,12 +11,14 @@ import enum
 import itertools
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localmaker.control_plane.instance_process import InstanceProcess
+from localmaker.control_plane.serverless_config import ServerlessConfig
 
 RETIRED_KEPT = 64
 
@@ -47,6 +49,8 @@ class VariantSpec:
     environment: dict[str, str]
     weight: float = 1.0
     startup_timeout_s: float | None = None  # ContainerStartupHealthCheckTimeoutInSeconds, when set
+    # A serverless variant has no instance type; instance_count is then its provisioned concurrency.
+    serverless: ServerlessConfig | None = None
 
 
 @dataclass
@@ -54,6 +58,7 @@ class ServingInstance:
     process: InstanceProcess
     device: str
     in_rotation: bool = False  # healthy and taking traffic; a new or dying instance is not
+    last_used: float = 0.0  # time.monotonic() of the last request routed to it; a serverless idle clock
 
 
 @dataclass
@@ -73,7 +78,9 @@ class Variant:
         if not serving:
             return None
         self._turn += 1
-        return serving[self._turn % len(serving)]
+        instance = serving[self._turn % len(serving)]
+        instance.last_used = time.monotonic()
+        return instance
 
 
 class NoInstanceInService(LookupError):
@@ -153,17 +160,25 @@ class RunningEndpoint:
     def production_variants(self) -> list[dict[str, Any]]:
         """DescribeEndpoint's ProductionVariants, from what actually runs."""
         with self.lock:
-            return [
-                {"VariantName": v.spec.variant_name, "CurrentWeight": v.weight, "DesiredWeight": v.weight,
-                 "CurrentInstanceCount": len(v.in_rotation()), "DesiredInstanceCount": v.desired_count}
-                for v in self.variants
-            ]
+            return [_variant_summary(v) for v in self.variants]
+
+
+def _variant_summary(variant: Variant) -> dict[str, Any]:
+    summary: dict[str, Any] = {"VariantName": variant.spec.variant_name, "CurrentWeight": variant.weight,
+                               "DesiredWeight": variant.weight}
+    serverless = variant.spec.serverless
+    if serverless is None:
+        return {**summary, "CurrentInstanceCount": len(variant.in_rotation()),
+                "DesiredInstanceCount": variant.desired_count}
+    # AWS shows a serverless variant's config where an instance-backed one shows its counts.
+    return {**summary, "CurrentServerlessConfig": serverless.request(), "DesiredServerlessConfig": serverless.request()}
 
 
 def _describe_variant(variant: Variant) -> dict[str, Any]:
     return {
         "VariantName": variant.spec.variant_name,
         "InstanceType": variant.spec.instance_type,
+        **({"ServerlessConfig": variant.spec.serverless.request()} if variant.spec.serverless else {}),
         "Instances": [{**_describe_instance(i), "Device": i.device} for i in variant.in_rotation()],
     }
 

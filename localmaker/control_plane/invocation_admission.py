@@ -5,6 +5,9 @@ where nothing bounds the wait and nothing can answer for them. So the control pl
 that many in flight per endpoint, lets a bounded queue wait for a slot for a bounded time, and refuses
 the rest at once with 503 and Retry-After (botocore retries those by itself). A request runs, waits a
 bounded time, or is refused: it never hangs.
+
+A serverless endpoint admits ``MaxConcurrency`` requests at once and queues none: the one beyond is
+throttled at once (the proxy answers ThrottlingException, HTTP 429), as AWS throttles it.
 """
 
 from __future__ import annotations
@@ -31,16 +34,27 @@ class Refused(Exception):
         self.retry_after_s = retry_after_s
 
 
+class Throttled(Refused):
+    """A serverless endpoint already runs its MaxConcurrency of requests."""
+
+
 class AdmissionGate:
     """Counts one endpoint's requests in flight and waiting, against limits read at each arrival."""
 
-    def __init__(self, limit: Callable[[], int], max_queued: Callable[[int], int], queue_timeout_s: float) -> None:
+    def __init__(self, limit: Callable[[], int], max_queued: Callable[[int], int], queue_timeout_s: float,
+                 refusal: Callable[[], type[Refused]] = lambda: Refused) -> None:
         self._limit = limit
         self._max_queued = max_queued
         self._queue_timeout_s = queue_timeout_s
+        self._refusal = refusal
         self._changed = threading.Condition()
         self._in_flight = 0
         self._waiting = 0
+
+    @property
+    def in_flight(self) -> int:
+        with self._changed:
+            return self._in_flight
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
@@ -61,8 +75,8 @@ class AdmissionGate:
                 return
             queued = self._max_queued(limit)
             if self._waiting >= queued:
-                raise Refused(f"the endpoint is at capacity, in flight: {self._in_flight} (limit {limit}), "
-                              f"waiting: {self._waiting} (limit {queued})")
+                raise self._refusal()(f"the endpoint is at capacity, in flight: {self._in_flight} (limit {limit}), "
+                                    f"waiting: {self._waiting} (limit {queued})")
             self._waiting += 1
             try:
                 deadline = time.monotonic() + self._queue_timeout_s
@@ -90,16 +104,31 @@ class EndpointGates:
         with self._lock:
             held = self._gates.get(endpoint.name)
             if held is None or held[0] is not endpoint:  # a new endpoint, or one deleted and created again
-                held = (endpoint, AdmissionGate(lambda: self.limit(endpoint), self._max_queued,
-                                                self._settings.queue_timeout_s))
+                held = (endpoint, self._new_gate(endpoint))
                 self._gates[endpoint.name] = held
             return held[1]
+
+    def _new_gate(self, endpoint: RunningEndpoint) -> AdmissionGate:
+        # Read at each arrival: an UpdateEndpoint can turn an endpoint serverless, or back.
+        return AdmissionGate(lambda: self.limit(endpoint),
+                             lambda limit: 0 if _max_concurrency(endpoint) else self._max_queued(limit),
+                             self._settings.queue_timeout_s,
+                             lambda: Throttled if _max_concurrency(endpoint) else Refused)
+
+    def in_flight(self, endpoint: RunningEndpoint) -> int:
+        """Requests of ``endpoint`` holding a slot now."""
+        with self._lock:
+            held = self._gates.get(endpoint.name)
+        return held[1].in_flight if held is not None and held[0] is endpoint else 0
 
     def forget(self, name: str) -> None:
         with self._lock:
             self._gates.pop(name, None)
 
     def limit(self, endpoint: RunningEndpoint) -> int:
+        most = _max_concurrency(endpoint)
+        if most is not None:  # serverless: its own limit, whatever the settings say
+            return most
         if self._settings.max_in_flight is not None:
             return self._settings.max_in_flight
         with endpoint.lock:
@@ -109,3 +138,9 @@ class EndpointGates:
 
     def _max_queued(self, limit: int) -> int:
         return self._settings.max_queued if self._settings.max_queued is not None else QUEUE_FACTOR * limit
+
+
+def _max_concurrency(endpoint: RunningEndpoint) -> int | None:
+    """A serverless endpoint's MaxConcurrency; None for an instance-backed one."""
+    with endpoint.lock:
+        return next((v.spec.serverless.max_concurrency for v in endpoint.variants if v.spec.serverless), None)

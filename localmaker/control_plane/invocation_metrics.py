@@ -59,6 +59,15 @@ class InvocationMetrics:
                 self._thread = threading.Thread(target=self._run, name="invocation-metrics", daemon=True)
                 self._thread.start()
 
+    def record_setup_time(self, endpoint: str, variant: str, setup_s: float) -> None:
+        """One serverless cold start: ModelSetupTime, the time to launch new compute, in microseconds."""
+        with self._lock:
+            self._pending.setdefault((endpoint, variant, "ModelSetupTime"), _Series("Microseconds")).values.append(
+                setup_s * 1e6)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="invocation-metrics", daemon=True)
+                self._thread.start()
+
     def flush(self) -> None:
         with self._send_lock:
             with self._lock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import urllib3
 
@@ -23,13 +24,16 @@ from localmaker.control_plane.api_errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
+    ThrottlingException,
     ValidationError,
 )
+from localmaker.control_plane.async_config import realtime_call_refused
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
 from localmaker.control_plane.endpoint_state import NoInstanceInService, RunningEndpoint, ServingInstance, Variant
-from localmaker.control_plane.invocation_admission import EndpointGates, Refused
+from localmaker.control_plane.invocation_admission import EndpointGates, Refused, Throttled
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.serverless_scaler import ServerlessScaler
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.local_endpoint.instance_transport import (
     ConnectionDropped,
@@ -63,25 +67,39 @@ INVOCATION_TIMEOUT_S = 600.0
 
 class InvocationProxy:
     def __init__(self, runtime: EndpointRuntime, region: str, metrics: InvocationMetrics | None = None,
-                 settings: ControlPlaneSettings | None = None) -> None:
+                 settings: ControlPlaneSettings | None = None, is_async: Callable[[str], bool] | None = None) -> None:
         self._runtime = runtime
+        self._is_async = is_async or (lambda _name: False)  # async endpoints refuse InvokeEndpoint (async_config)
         self._region = region  # the region of the log group a ModelError points to
         self._metrics = metrics
         self._gates = EndpointGates(settings or ControlPlaneSettings())
+        self._serverless = ServerlessScaler(runtime, self._gates.in_flight, settings or ControlPlaneSettings(),
+                                            metrics, region)
         self._http = urllib3.PoolManager(maxsize=32, retries=False)
 
     def __call__(self, environ: Environ, name: str) -> Answer:
         started = time.perf_counter()
         endpoint = self.endpoint_in_service(name)
+        if self._is_async(name):
+            raise realtime_call_refused(name)
         body = _read_payload(environ)
         forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
         try:
             with self._gates.gate(endpoint).slot():
                 return self.send(endpoint, environ.get(_TARGET_VARIANT), body, forwarded, started)
+        except Throttled as throttled:  # a serverless endpoint at its MaxConcurrency
+            raise ThrottlingException(f"Rate exceeded: serverless endpoint {name} is at its MaxConcurrency "
+                                      f"({throttled}); retry with backoff, or raise MaxConcurrency (at most "
+                                      "200)") from None
         except Refused as refused:
             logger.info("refused an invocation of %s: %s", name, refused)
             raise ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
                                      f"retry after {refused.retry_after_s} s", refused.retry_after_s) from None
+
+    @property
+    def gates(self) -> EndpointGates:
+        """The endpoints' admission gates: a response stream (response_stream.py) takes its slot here too."""
+        return self._gates
 
     def endpoint_in_service(self, name: str) -> RunningEndpoint:
         """The endpoint ``name``, or the runtime API's ValidationError where it is missing or not serving."""
@@ -97,8 +115,12 @@ class InvocationProxy:
     def pick_instance(self, endpoint: RunningEndpoint, target: str | None) -> tuple[Variant, ServingInstance] | None:
         """The variant and instance the next request goes to; None when no instance can answer now.
 
-        Every way into an endpoint (real-time, streaming, async) chooses its instance here.
+        Every way into an endpoint (real-time, streaming, async) chooses its instance here. A serverless
+        endpoint without a free instance starts one first, and the request waits for it (a cold start).
         """
+        started = self._serverless.make_room(endpoint)
+        if started is not None and (not target or target == started[0].spec.variant_name):
+            return started
         try:
             return endpoint.route(target)
         except KeyError:

@@ -35,6 +35,8 @@ from localmaker.control_plane.api_errors import (
     UnknownOperation,
     ValidationException,
 )
+from localmaker.control_plane.async_config import AsyncEndpoints
+from localmaker.control_plane.async_invocations import AsyncInvocations
 from localmaker.control_plane.endpoint_actions import Action, EndpointActions
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
 from localmaker.control_plane.iam_actions import IamActions
@@ -44,9 +46,13 @@ from localmaker.control_plane.localmaker_routes import PREFIX, LocalmakerRoutes
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.moto_app import Moto
 from localmaker.control_plane.request_bodies import MAX_API_BODY_BYTES, BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.response_stream import ResponseStream
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_actions import TrainingActions
 from localmaker.control_plane.training_runtime import TrainingRuntime
+from localmaker.control_plane.transform_actions import ROUTE_PREFIX as TRANSFORM_ROUTES
+from localmaker.control_plane.transform_actions import TransformActions
+from localmaker.control_plane.transform_runtime import TransformRuntime
 from localmaker.control_plane.wire_protocols import Protocol, error_answer, operation_name
 from localmaker.logging_setup import add_file_log, remove_file_log
 from localmaker.spec.names import LOCAL_CREDENTIALS
@@ -78,12 +84,25 @@ class ControlPlaneApp:
         self.runtime = runtime
         self.training = training
         self._moto = Moto()
-        self._proxy = InvocationProxy(runtime, region, metrics, settings)
+        self._async_endpoints = AsyncEndpoints()
+        self._proxy = InvocationProxy(runtime, region, metrics, settings, is_async=self._async_endpoints.is_async)
         self._runtime_operations: dict[str, RuntimeOperation] = {"invocations": self._proxy}
+        self._runtime_operations["invocations-response-stream"] = ResponseStream(
+            self._proxy, region, metrics, is_async=self._async_endpoints.is_async)
+        self.async_invocations = AsyncInvocations(runtime, self._proxy, self._async_endpoints, aws, region,
+                                                  (settings or ControlPlaneSettings()).async_drain_s)
+        self._runtime_operations["async-invocations"] = self.async_invocations
         self._local = LocalmakerRoutes(runtime, training, region)
         self._iam = IamActions(aws)
-        self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region).actions(),
+        self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region, self._async_endpoints).actions(),
                                             **TrainingActions(training).actions()}
+
+    _transform: TransformActions | None = None
+
+    def add_transform(self, transform: TransformRuntime, aws: Any, region: str) -> None:
+        """Batch transform: its SageMaker actions and its progress route (``transform_actions.py``)."""
+        self._transform = TransformActions(transform, aws, region)
+        self._actions.update(self._transform.actions())
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -112,6 +131,8 @@ class ControlPlaneApp:
 
     def _answer(self, environ: Environ, path: str) -> Answer | None:
         """The answer to a request that is not an invocation; None where moto answers it unchanged."""
+        if self._transform is not None and path.startswith(TRANSFORM_ROUTES):
+            return self._transform.route(environ)
         if path.startswith(PREFIX):
             return self._local.answer(environ)
         if path == _MOTO_MANAGEMENT or path.startswith(_MOTO_MANAGEMENT + "/"):
@@ -192,6 +213,10 @@ class ControlPlane:
             self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
             self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings,
                                        self.region)
+            self.transform = TransformRuntime(self.work_root, lambda: self.client("s3"), self._fetch_artifact,
+                                              self.logs, region=region, container_paths=self.settings.container_paths,
+                                              startup_timeout_s=startup_timeout_s)
+            self.app.add_transform(self.transform, self.client, region)
             handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
             self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                        request_handler=handler)
@@ -251,6 +276,8 @@ class ControlPlane:
     def stop(self) -> None:
         """Reap every instance first: a stopped control plane must leave no process behind."""
         self.training.shutdown()
+        self.transform.shutdown()  # its instances stopped and reaped before anything else goes
+        self.app.async_invocations.stop()  # queued async requests finish or get failure objects, while S3 answers
         self.runtime.shutdown()
         self.logs.stop()
         self.metrics.stop()

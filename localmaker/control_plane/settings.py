@@ -49,18 +49,28 @@ class ControlPlaneSettings:
     default_threads: int = DEFAULT_THREADS
     # LOCALMAKER_CONTAINER_PATHS: whether instances and training jobs see SageMaker's /opt/ml paths.
     container_paths: ContainerPaths = ContainerPaths()
+    # LOCALMAKER_SERVERLESS_IDLE_S: how long a serverless instance beyond the provisioned concurrency stays
+    # warm with no request before it is stopped (AWS does not publish its own period).
+    serverless_idle_s: float = 300.0
+    # LOCALMAKER_ASYNC_DRAIN_TIMEOUT: how long a stopping control plane lets queued async requests finish
+    # before it writes failure objects for the rest.
+    async_drain_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ControlPlaneSettings:
         defaults = cls()
         queue_timeout = _number(environ, "LOCALMAKER_INVOCATION_QUEUE_TIMEOUT", 0)
         client_timeout = _number(environ, "LOCALMAKER_CLIENT_TIMEOUT", 1)
+        serverless_idle = _number(environ, "LOCALMAKER_SERVERLESS_IDLE_S", 0.1)
+        async_drain = _number(environ, "LOCALMAKER_ASYNC_DRAIN_TIMEOUT", 0)
         return cls(
             max_in_flight=_whole(environ, "LOCALMAKER_MAX_CONCURRENT_INVOCATIONS", 1),
             max_queued=_whole(environ, "LOCALMAKER_MAX_QUEUED_INVOCATIONS", 0),
             queue_timeout_s=defaults.queue_timeout_s if queue_timeout is None else queue_timeout,
             client_timeout_s=defaults.client_timeout_s if client_timeout is None else client_timeout,
             container_paths=ContainerPaths.from_env(environ),
+            serverless_idle_s=defaults.serverless_idle_s if serverless_idle is None else serverless_idle,
+            async_drain_s=defaults.async_drain_s if async_drain is None else async_drain,
         )._with_server_size(environ)
 
     def _with_server_size(self, environ: Mapping[str, str]) -> ControlPlaneSettings:

@@ -4,11 +4,19 @@ The control plane is imported only when a Session starts one, so a script that a
 or targets AWS never loads moto.
 """
 
+from localmaker.deploy.async_inference import (
+    AsyncInferenceConfig,
+    AsyncInferenceResponse,
+    AsyncPredictor,
+    WaiterConfig,
+)
 from localmaker.deploy.estimator import Estimator
 from localmaker.deploy.model import Model
 from localmaker.deploy.predictor import FakePredictor
+from localmaker.deploy.serverless import ServerlessInferenceConfig
 from localmaker.deploy.session import Session
 
 Predictor = FakePredictor
 
-__all__ = ["Estimator", "FakePredictor", "Model", "Predictor", "Session"]
+__all__ = ["AsyncInferenceConfig", "AsyncInferenceResponse", "AsyncPredictor", "WaiterConfig", "Estimator",
+           "FakePredictor", "Model", "Predictor", "ServerlessInferenceConfig", "Session"]

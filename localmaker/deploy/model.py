@@ -6,18 +6,23 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
+from localmaker.deploy.async_inference import AsyncInferenceConfig, AsyncPredictor
 from localmaker.deploy.deserializers import BaseDeserializer
 from localmaker.deploy.model_data import locate, stage
 from localmaker.deploy.predictor import FakePredictor
 from localmaker.deploy.serializers import BaseSerializer
+from localmaker.deploy.serverless import SERVERLESS_IMAGE_TYPE, ServerlessInferenceConfig, describe_serverless
 from localmaker.deploy.session import Session
 from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
 from localmaker.errors import ConfigurationError
 from localmaker.spec.container_images import default_image
 from localmaker.spec.instance_types import CATALOGUE, InstanceType, lookup
 from localmaker.spec.names import CODE_FOLDER, DEFAULT_PROGRAM, SAGEMAKER_MODEL_DIR
+
+if TYPE_CHECKING:
+    from localmaker.deploy.transformer import Transformer
 
 # Where the SDK points SAGEMAKER_SUBMIT_DIRECTORY for a repacked artifact: the code travels inside it.
 REPACKED_CODE_DIR = f"{SAGEMAKER_MODEL_DIR}/{CODE_FOLDER}"
@@ -66,27 +71,43 @@ class Model:
         self.name = check_resource_name(name, "name") if name else None
         self.endpoint_name: str | None = None
 
+    @overload
+    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None, *,
+               async_inference_config: None = None, **kwargs: Any) -> FakePredictor: ...
+
+    @overload
+    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None, *,
+               async_inference_config: AsyncInferenceConfig, **kwargs: Any) -> AsyncPredictor: ...
+
     def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None,
                serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
                endpoint_name: str | None = None, wait: bool = True,
-               container_startup_health_check_timeout: int | None = None, **_: Any) -> FakePredictor:
+               container_startup_health_check_timeout: int | None = None,
+               serverless_inference_config: ServerlessInferenceConfig | None = None,
+               async_inference_config: AsyncInferenceConfig | None = None,
+               **_: Any) -> FakePredictor | AsyncPredictor:
         """Create the model, endpoint config and endpoint, wait for InService, and return a predictor.
 
         Locally that simulates provisioning with instance processes on this machine; with a
-        ``target="aws"`` session it creates a real, billed SageMaker endpoint.
+        ``target="aws"`` session it creates a real, billed SageMaker endpoint. With
+        ``serverless_inference_config`` it is a serverless endpoint instead (deploy/serverless.py).
         """
-        if instance_type is None:
-            raise ConfigurationError("instance_type is required, e.g. 'ml.m5.xlarge' or 'ml.g5.xlarge'")
-        itype = lookup(instance_type)
-        count = check_instance_count(initial_instance_count)
+        serverless = serverless_inference_config
+        if instance_type is None and serverless is None:
+            raise ConfigurationError("instance_type is required, e.g. 'ml.m5.xlarge' or 'ml.g5.xlarge', unless "
+                                     "serverless_inference_config makes the endpoint serverless")
+        itype = lookup(instance_type or SERVERLESS_IMAGE_TYPE)  # serverless compute takes the CPU image
+        count = check_instance_count(initial_instance_count) if serverless is None else \
+            serverless.provisioned_concurrency or 0
+        described = f"{count} x {itype.describe()}" if serverless is None else describe_serverless(serverless)
         endpoint_name = check_resource_name(endpoint_name or self._unique_name())
         model_name = self.name or endpoint_name
         session = self.sagemaker_session
         image = self._image(itype)
         if not session.is_local:
             print(f"[localmaker] Creating a REAL SageMaker endpoint '{endpoint_name}' in {session.region_name} on "
-                  f"{count} x {itype.describe()}. AWS bills it per instance-hour until you delete it "
-                  "(predictor.delete_endpoint()).", flush=True)
+                  f"{described}. AWS bills it {'per instance-hour' if serverless is None else 'per use'} until you "
+                  "delete it (predictor.delete_endpoint()).", flush=True)
         elif itype.has_gpu and _local_gpu_count() == 0:
             warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: the endpoint runs "
                           "on the CPU. The built-in handler gives the same results, slower; a script that "
@@ -109,16 +130,28 @@ class Model:
         )
         variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": count,
                                    "InstanceType": itype.name, "InitialVariantWeight": 1.0}
+        if serverless is not None:  # a serverless variant names no instances, as the SDK's does
+            del variant["InitialInstanceCount"], variant["InstanceType"]
+            variant["ServerlessConfig"] = serverless._to_request_dict()
         if container_startup_health_check_timeout is not None:
             variant["ContainerStartupHealthCheckTimeoutInSeconds"] = int(container_startup_health_check_timeout)
-        client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant])
+        asynchronous = async_inference_config.with_defaults(session, endpoint_name) if async_inference_config else None
+        client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant],
+                                      **({"AsyncInferenceConfig": asynchronous._to_request_dict()} if asynchronous
+                                         else {}))
         client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name)
         self.name, self.endpoint_name = model_name, endpoint_name
         predictor = FakePredictor(endpoint_name, session, serializer, deserializer, model_name=model_name)
         if wait:
-            self._wait(predictor, endpoint_name, count, itype.describe(),
+            self._wait(predictor, endpoint_name, count, described,
                        container_startup_health_check_timeout)
-        return predictor
+        return AsyncPredictor(predictor, name=model_name) if asynchronous else predictor  # async_inference.py
+
+    def transformer(self, instance_count: int, instance_type: str, **kwargs: Any) -> Transformer:
+        """SDK v2's Model.transformer: CreateModel, then a Transformer for batch jobs (deploy/transformer.py)."""
+        from localmaker.deploy.transformer import transformer_for
+
+        return transformer_for(self, instance_count, instance_type, **kwargs)
 
     def _wait(self, predictor: FakePredictor, endpoint_name: str, count: int, described: str,
               timeout_s: int | None) -> None:
@@ -133,11 +166,15 @@ class Model:
             ticker.finish()
         if not session.is_local:
             print(f"[localmaker] Endpoint '{endpoint_name}' is InService in SageMaker ({session.region_name}) on "
-                  f"{count} x {described}; it bills until predictor.delete_endpoint().", flush=True)
+                  f"{described}; it bills until predictor.delete_endpoint().", flush=True)
             return
         instances = session.local_endpoint(endpoint_name).instances
+        if not instances:  # serverless with no provisioned concurrency
+            print(f"[localmaker] Simulated deployment: endpoint '{endpoint_name}' is InService on {described}; "
+                  "no instance runs yet: the first invocation starts one (a cold start)", flush=True)
+            return
         devices = ", ".join(sorted({str(i.device) for i in instances}))
-        print(f"[localmaker] Simulated deployment: endpoint '{endpoint_name}' on {count} x {described}; "
+        print(f"[localmaker] Simulated deployment: endpoint '{endpoint_name}' on {described}; "
               f"nothing was provisioned in AWS. It runs locally on {devices} at {instances[0].url}"
               + (f" (+{len(instances) - 1} more instance(s))" if len(instances) > 1 else ""), flush=True)
 

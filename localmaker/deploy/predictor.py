@@ -9,10 +9,11 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import urllib3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EventStreamError
 
 from localmaker.deploy.deserializers import BaseDeserializer, BytesDeserializer
 from localmaker.deploy.serializers import BaseSerializer, IdentitySerializer
@@ -73,6 +74,9 @@ class FakePredictor:
             view = self.sagemaker_session.local_endpoint(self.endpoint_name)
             self._urls = view.instance_urls
             self._variant_count = len(view.variants)
+            if any("ServerlessConfig" in v for v in view.get("Variants", [])):
+                # Serverless: only InvokeEndpoint starts instances on demand and throttles, so go through it.
+                self._variant_count = max(2, self._variant_count)
             self._turn = itertools.cycle(range(len(self._urls)))
 
     def _next_url(self) -> str:
@@ -154,6 +158,52 @@ class FakePredictor:
         self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
         content_type = answer.get("ContentType", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer["Body"].read()), content_type)
+
+    def predict_stream(self, data: Any, initial_args: dict[str, str] | None = None,
+                       target_variant: str | None = None, inference_id: str | None = None,
+                       custom_attributes: str | None = None, component_name: str | None = None,
+                       target_container_hostname: str | None = None,
+                       iterator: Callable[[Any], Any] | None = None) -> Any:
+        """The SDK's ``Predictor.predict_stream``: InvokeEndpointWithResponseStream, and the answer's chunks.
+
+        Without ``iterator``, an iterator of the payload bytes as the endpoint streams them, where the SDK's
+        default ByteIterator would give the same bytes; a failure before or during the stream raises
+        :class:`localmaker.ModelError` (a stream that broke off mid-way reports status 500 with AWS's
+        message). With ``iterator`` (``sagemaker.iterators.LineIterator``, say), it is applied to the
+        response's event stream unchanged, as the SDK applies it. The call always goes through the control
+        plane, which frames the stream as AWS does.
+        """
+        args = dict(initial_args or {})
+        request: dict[str, Any] = {"EndpointName": self.endpoint_name, "ContentType": self.content_type,
+                                   "Accept": ", ".join(self.accept), **args}
+        body = self.serializer.serialize(data)
+        request["Body"] = body.encode("utf-8") if isinstance(body, str) else body
+        for key, value in (("TargetVariant", target_variant), ("InferenceId", inference_id),
+                           ("CustomAttributes", custom_attributes), ("InferenceComponentName", component_name),
+                           ("TargetContainerHostname", target_container_hostname)):
+            if value is not None:
+                request[key] = value
+        try:
+            answer = self.sagemaker_session.sagemaker_runtime_client.invoke_endpoint_with_response_stream(**request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ModelError":
+                raise
+            raise ModelError(int(exc.response.get("OriginalStatusCode", 500)),
+                             _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")),
+                             self.endpoint_name) from exc
+        self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+        if iterator is not None:
+            return iterator(answer["Body"])
+        return self._payload_parts(answer["Body"])
+
+    def _payload_parts(self, events: Any) -> Iterator[bytes]:
+        try:
+            for event in events:
+                if "PayloadPart" in event:
+                    yield event["PayloadPart"]["Bytes"]
+        except EventStreamError as exc:
+            error = exc.response.get("Error", {})
+            raise ModelError(500, f"{error.get('Code')}: {error.get('Message')}", self.endpoint_name) from exc
 
     def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
         client = self.sagemaker_session.sagemaker_client

@@ -16,7 +16,7 @@ from diffusion_schedulers import SCHEDULER_NAMES
 from request_checks import as_int, check_keys, check_text, is_number, type_name
 from serving_errors import InvalidInput
 
-REQUEST_KEYS = ("inputs", "parameters")
+REQUEST_KEYS = ("inputs", "parameters", "stream")
 PARAMETER_KEYS = (
     "negative_prompt",
     "guidance_scale",
@@ -62,6 +62,7 @@ class DiffusionParameters:
 class DiffusionRequest:
     prompt: str
     parameters: DiffusionParameters
+    stream: bool = False  # progress lines, then the result (diffusion_progress)
 
 
 
@@ -174,4 +175,9 @@ def parse_diffusion_request(body: Any) -> DiffusionRequest:
         raise InvalidInput(f"the request body must be a JSON object, got {type_name(body)}: send e.g. {EXAMPLE}.")
     check_keys(body, REQUEST_KEYS, "a text-to-image request")
     prompt = _prompt(body)
-    return DiffusionRequest(prompt=prompt, parameters=parse_parameters(body.get("parameters")))
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidInput(f'"stream" must be true or false, got {stream!r} ({type_name(stream)}): send true '
+                           "for one progress line per denoising step (with InvokeEndpointWithResponseStream), "
+                           "or omit it.")
+    return DiffusionRequest(prompt=prompt, parameters=parse_parameters(body.get("parameters")), stream=stream)

@@ -27,6 +27,7 @@ import image_codecs
 import torch
 from diffusion_memory import check_pixel_budget, run_out_of_memory_as_503
 from diffusion_pipeline import DiffusionModel
+from diffusion_progress import StepCallback, progress_lines
 from diffusion_prompts import quiet_diffusers_truncation_log, truncation_warning
 from diffusion_request import DEFAULT_LORA_SCALE, SEED_RANGE, DiffusionParameters, DiffusionRequest
 from diffusion_schedulers import fresh_scheduler, scheduler_name
@@ -80,6 +81,7 @@ class GenerationPlan:
     scheduler: str
     requested_scheduler: str | None
     lora_scale: float | None
+    stream: bool = False  # answered as progress lines, then the result (diffusion_progress)
 
     @property
     def shape_key(self) -> tuple[Any, ...]:
@@ -156,11 +158,16 @@ class DiffusionService:
                 found.append(truncation_warning(tokenizer, plan.negative_prompt, "negative_prompt"))
         return [warning for warning in found if warning is not None]
 
-    def handle(self, request: DiffusionRequest) -> DiffusionResult:
+    def handle(self, request: DiffusionRequest) -> DiffusionResult | Iterator[bytes]:
+        """The result; for a ``"stream": true`` request, the progress lines that end with it."""
         result = self.run([self.prepare(request)])[0]
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def stream(self, plan: GenerationPlan) -> Iterator[bytes]:
+        """``plan`` generated alone, as lines of progress then its result; nothing runs until it is read."""
+        return progress_lines(lambda on_step: self._generate([plan], on_step)[0])
 
     def prepare(self, request: DiffusionRequest) -> GenerationPlan:
         """Resolve defaults, seeds and the scheduler, and check the budget: everything but generating."""
@@ -183,16 +190,21 @@ class DiffusionService:
             scheduler=scheduler_name(scheduler),
             requested_scheduler=params.scheduler,
             lora_scale=self._lora_scale(params.lora_scale),
+            stream=request.stream,
         )
 
-    def run(self, plans: list[GenerationPlan]) -> list[DiffusionResult | BaseException]:
+    def run(self, plans: list[GenerationPlan]) -> list[DiffusionResult | BaseException | Iterator[bytes]]:
         """Generate each plan's images; plans of one shape share a pipeline call when batches are joint.
+        A streamed plan is answered with its (unstarted) stream, which its reader runs alone.
 
         On the CPU a joint call brings no speed (the convolutions already use every core) and batch
         kernels round the last bit of a few pixels differently, so there each plan runs alone and a
         batched request gets exactly the pixels it would get alone.
         """
-        results: list[DiffusionResult | BaseException] = [RuntimeError("not generated")] * len(plans)
+        results: list[DiffusionResult | BaseException | Iterator[bytes]] = [RuntimeError("not generated")] * len(plans)
+        for index, plan in enumerate(plans):
+            if plan.stream:
+                results[index] = self.stream(plan)
         for indices in self._groups(plans):
             group = [plans[i] for i in indices]
             generated: list[DiffusionResult | BaseException]
@@ -206,9 +218,11 @@ class DiffusionService:
 
     def _groups(self, plans: list[GenerationPlan]) -> list[list[int]]:
         if not self.joint_batches:
-            return [[i] for i in range(len(plans))]
+            return [[i] for i, plan in enumerate(plans) if not plan.stream]
         groups: dict[tuple[Any, ...], list[list[int]]] = {}
         for index, plan in enumerate(plans):
+            if plan.stream:
+                continue  # streamed alone, by its reader
             chunks = groups.setdefault(plan.shape_key, [[]])
             pixels = sum(len(plans[i].seeds) for i in chunks[-1]) * plan.height * plan.width
             if chunks[-1] and pixels + len(plan.seeds) * plan.height * plan.width > self.max_pixels:
@@ -216,8 +230,9 @@ class DiffusionService:
             chunks[-1].append(index)
         return [chunk for chunks in groups.values() for chunk in chunks]
 
-    def _generate(self, group: list[GenerationPlan]) -> list[DiffusionResult]:
-        """One pipeline call for plans that share a shape: each image with its own prompt and seed."""
+    def _generate(self, group: list[GenerationPlan], on_step: StepCallback | None = None) -> list[DiffusionResult]:
+        """One pipeline call for plans that share a shape: each image with its own prompt and seed.
+        ``on_step`` hears of each denoising step as it ends."""
         first = group[0]
         seeds = [seed for plan in group for seed in plan.seeds]
         if len(group) == 1:  # the prompt is encoded once and repeated, as a lone request always was
@@ -234,6 +249,12 @@ class DiffusionService:
         pipe = self.model.with_scheduler(fresh_scheduler(self.base_scheduler, first.requested_scheduler))
         timer = DenoisingTimer(self.model.device)
 
+        def step_ended(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+            timer.on_step_end(pipe, step, timestep, callback_kwargs)
+            if on_step is not None:
+                on_step(step + 1, int(getattr(pipe, "num_timesteps", first.steps)))
+            return callback_kwargs
+
         def generate() -> Any:
             return pipe(
                 **prompts,
@@ -243,7 +264,7 @@ class DiffusionService:
                 guidance_scale=first.guidance_scale,
                 generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
                 cross_attention_kwargs=None if first.lora_scale is None else {"scale": first.lora_scale},
-                callback_on_step_end=timer.on_step_end,
+                callback_on_step_end=step_ended,
                 output_type="pil",
             )
 

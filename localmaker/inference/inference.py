@@ -13,11 +13,13 @@ into that HTTP status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import image_codecs
 import media_codecs
+from diffusion_progress import JSON_LINES
 from diffusion_request import DiffusionRequest, parse_diffusion_request
 from diffusion_service import DiffusionResult, DiffusionService
 from embedding_service import EmbeddingResult, EmbeddingService
@@ -75,9 +77,11 @@ def predict_batch_fn(prepared: list[Any], model: Any, context: Any = None) -> li
     return list(model.run(prepared))
 
 
-def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes, str]:
+def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes | Iterator[bytes], str]:
     """Encode the prediction as JSON; or a float32 ``.npy`` array for embeddings, or one image as
-    PNG or JPEG, when asked."""
+    PNG or JPEG, when asked. A streamed generation's lines go on as they come, in JSON Lines."""
+    if isinstance(prediction, Iterator):
+        return prediction, JSON_LINES
     if isinstance(prediction, DiffusionResult):
         return _encode_images(prediction, accept)
     if isinstance(prediction, EmbeddingResult):
@@ -100,8 +104,23 @@ def _encodable(request: DiffusionRequest, context: Any) -> DiffusionRequest:
     if isinstance(headers, dict):
         # dict(request.headers) keeps the names as sent, and HTTP header names are case-insensitive.
         accept = next((value for name, value in headers.items() if name.lower() == "accept"), "")
-        _image_kind(accept, request.parameters.num_images_per_prompt)
+        if request.stream:
+            _stream_kind(accept)
+        else:
+            _image_kind(accept, request.parameters.num_images_per_prompt)
     return request
+
+
+def _stream_kind(accept: str | None) -> str:
+    """A streamed generation answers JSON Lines; an Accept of JSON is taken to mean it too."""
+    try:
+        return media_codecs.negotiate(accept, (JSON_LINES, media_codecs.JSON))
+    except UnsupportedAccept:
+        raise UnsupportedAccept(
+            f'Accept {accept!r} cannot carry a streamed generation ("stream": true), which answers '
+            f"{JSON_LINES}: one JSON line per denoising step, then the result with the images as base64 PNG. "
+            f"Ask for {JSON_LINES}, or leave out \"stream\" to get the image alone."
+        ) from None
 
 
 def _image_kind(accept: str | None, images: int) -> str:

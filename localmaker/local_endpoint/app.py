@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, request
 
+from localmaker.local_endpoint.chunk_streams import ChunkStream
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import (
     BadRequest,
@@ -16,7 +17,7 @@ from localmaker.local_endpoint.errors import (
     PayloadTooLarge,
     to_endpoint_error,
 )
-from localmaker.local_endpoint.handlers import request_body
+from localmaker.local_endpoint.handlers import Answer, request_body
 from localmaker.local_endpoint.media_types import JSON, request_accept
 from localmaker.local_endpoint.model_executor import ModelExecutor
 from localmaker.local_endpoint.model_holder import LoadState, ModelHolder
@@ -78,11 +79,10 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
             with executor.arriving() as submit:
                 prepared = handlers.prepare(handlers.decode(data, content_type, context), model, context)
                 prediction = submit(prepared, lambda items: handlers.predict_batch(items, model))
-            payload, response_type = handlers.encode(prediction, accept, context)
+            answer: Answer = handlers.encode(prediction, accept, context)
         else:
-            payload, response_type = executor.run(
-                lambda: handlers.invoke(model, data, content_type, accept, context))
-        response = Response(payload, status=200, content_type=response_type)
+            answer = executor.run(lambda: handlers.invoke(model, data, content_type, accept, context))
+        response = _response(answer)
         if context.response_custom_attributes:
             response.headers[CUSTOM_ATTRIBUTES_HEADER] = context.response_custom_attributes
         return response
@@ -109,6 +109,39 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
     else:
         holder.load()
     return app
+
+
+def _response(answer: Answer) -> Response:
+    """A whole answer, or a streamed one: chunked HTTP, each chunk written as the handler yields it.
+
+    The first chunk is awaited here, so a stream that fails before it answers with an error status like
+    any request. A failure after it can only end the response early: the exception propagates out of the
+    body, and gunicorn then closes the connection without the terminating chunk, which is how the caller
+    (the control plane: ModelStreamError) learns that the stream broke.
+    """
+    if not isinstance(answer, ChunkStream):
+        payload, response_type = answer
+        return Response(payload, status=200, content_type=response_type)
+    chunks = answer.chunks
+    first = next(chunks, None)
+
+    def body() -> Iterator[bytes]:
+        try:
+            if first is not None:
+                yield first
+            yield from chunks
+        except GeneratorExit:
+            raise
+        except BaseException:
+            logger.exception("the handler's stream failed after it had begun; ending the response early")
+            raise
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    # No Content-Length: gunicorn (and werkzeug) then send Transfer-Encoding: chunked, one write per chunk.
+    return Response(body(), status=200, content_type=answer.content_type, direct_passthrough=True)
 
 
 def _json(status: int, payload: object) -> Response:

@@ -33,5 +33,8 @@ SIZE_MULTIPLE = 8
 IMAGES_RANGE = (1, 8)
 LORA_SCALE_RANGE = (0.0, 2.0)
 
+# diffusion_progress.py
+JSON_LINES = "application/jsonlines"
+
 # diffusion_schedulers.py
 SCHEDULER_NAMES = ("pndm", "ddim", "euler", "euler_a", "dpmpp_2m", "lms")

@@ -2,7 +2,8 @@
 
 Each hook is looked up with getattr and falls back to a default; ``context`` is passed only when the
 hook's signature names it; transform_fn together with any of input_fn/predict_fn/output_fn is an error
-because the toolkit would silently ignore one of them.
+because the toolkit would silently ignore one of them. A hook that returns an iterator streams its answer
+(``chunk_streams``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from localmaker.errors import ConfigurationError
+from localmaker.local_endpoint.chunk_streams import ChunkStream, as_chunks, is_chunk_iterator
 from localmaker.local_endpoint.default_codecs import default_input_fn, default_output_fn
 from localmaker.local_endpoint.errors import BadRequest
 from localmaker.local_endpoint.media_types import UTF8_TYPES, concrete
@@ -90,6 +92,10 @@ def _default_predict_fn(data: Any, model: Any) -> Any:
     return model(data)
 
 
+# What a request's hooks answer: a whole body and its Content-Type, or a stream of chunks.
+Answer = tuple[bytes, str] | ChunkStream
+
+
 @dataclass(frozen=True)
 class Handlers:
     model_fn: Callable[..., Any]
@@ -133,8 +139,10 @@ class Handlers:
         return _call(self.model_fn, str(model_dir), context=context)
 
     def invoke(self, model: Any, body: bytes | str, content_type: str | None, accept: str,
-               context: Any) -> tuple[bytes, str]:
-        """Run one request through the hooks; returns the response body and its Content-Type.
+               context: Any) -> Answer:
+        """Run one request through the hooks; returns the response body and its Content-Type, or the
+        ChunkStream of a hook that returned an iterator (predict_fn's is passed to output_fn only when
+        the script defines one: the default output_fn cannot encode an iterator).
 
         ``body``, ``content_type`` and ``accept`` are as the toolkit hands them on: see request_body, a
         missing Content-Type is None, and media_types.request_accept has filled in a missing Accept.
@@ -142,6 +150,8 @@ class Handlers:
         if self.transform_fn is not None:
             return _as_body(_call(self.transform_fn, model, body, content_type, accept, context=context), accept)
         prediction = _call(self.predict_fn, self.decode(body, content_type, context), model, context=context)
+        if is_chunk_iterator(prediction) and self.output_fn is default_output_fn:
+            return ChunkStream(as_chunks(prediction), concrete(accept))
         return self.encode(prediction, accept, context)
 
 
@@ -159,20 +169,23 @@ class Handlers:
         assert self.predict_batch_fn is not None
         return list(self.predict_batch_fn(items, model))
 
-    def encode(self, prediction: Any, accept: str, context: Any) -> tuple[bytes, str]:
+    def encode(self, prediction: Any, accept: str, context: Any) -> Answer:
         return _as_body(_call(self.output_fn, prediction, accept, context=context), accept)
 
 
-def _as_body(result: Any, accept: str) -> tuple[bytes, str]:
+def _as_body(result: Any, accept: str) -> Answer:
     """The response a hook's result makes, as the toolkit and its model server make it.
 
     A tuple is (body, content_type) (Transformer.transform); without one the body is labelled with the
-    Accept (media_types.concrete). bytes go as they are, str as UTF-8, anything else as the model server
-    writes it: ``json.dumps(value, indent=2)`` (TorchServe's and MMS's create_predict_response).
+    Accept (media_types.concrete). bytes go as they are, str as UTF-8, an iterator as a stream of chunks
+    (chunk_streams), anything else as the model server writes it: ``json.dumps(value, indent=2)``
+    (TorchServe's and MMS's create_predict_response).
     """
     content_type = concrete(accept)
     if isinstance(result, tuple) and len(result) >= 2:
         result, content_type = result[0], str(result[1] or content_type)
+    if is_chunk_iterator(result):
+        return ChunkStream(as_chunks(result), content_type)
     if isinstance(result, bytes | bytearray):
         return bytes(result), content_type
     if isinstance(result, str):

@@ -9,13 +9,18 @@ it run one request at a time, exactly as before.
 A failure of a whole batch is retried request by request, so one bad request fails alone. A request that
 outlives the model-server timeout is answered with a timeout; if the model call itself is stuck, the
 worker asks to be replaced (``on_stuck``), since a thread cannot be stopped from outside.
+
+A call that answers with a ChunkStream (a handler that streams, see ``chunk_streams``), or a batch whose
+answer for a request is an iterator, keeps the model thread for as long as the iterator runs: it is
+advanced here, one model call at a time as for any other request, and its items reach the request thread
+through a bounded relay. The timeout then bounds the gap between two items, not the whole stream, and so
+does the stuck check.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import logging
 import threading
 import time
@@ -24,6 +29,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
+
+from localmaker.local_endpoint.chunk_streams import ChunkStream, Relay, RelayedItems, is_chunk_iterator
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +144,39 @@ class ModelExecutor:
             self._busy_since = time.monotonic()
             try:
                 if isinstance(jobs[0], _Solo):
-                    _settle(jobs[0], jobs[0].call)
+                    self._run_solo(jobs[0])
                 else:
                     self._run_batch([job for job in jobs if isinstance(job, _Batchable)])
             finally:
                 self._busy_since = None
+
+    def _run_solo(self, job: _Solo) -> None:
+        try:
+            result = job.call()
+        except BaseException as exc:  # noqa: BLE001 - the request's own thread raises it
+            job.future.set_exception(exc)
+            return
+        if not isinstance(result, ChunkStream):
+            job.future.set_result(result)
+            return
+        relay = Relay(stall_timeout_s=self.timeout_s)
+        job.future.set_result(ChunkStream(self._relayed(relay), result.content_type))
+        relay.pump(result.chunks, on_item=self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        """A streaming call made progress: the stuck check measures from its latest chunk."""
+        self._busy_since = time.monotonic()
+
+    def _relayed(self, relay: Relay) -> RelayedItems:
+        """The request thread's side of a stream: each item as the model thread hands it on."""
+        return RelayedItems(relay, self.timeout_s, self._stream_went_silent)
+
+    def _stream_went_silent(self) -> None:
+        self._check_stuck()
+        raise ModelTimedOut(
+            f"the model's stream sent nothing for SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout_s:g}s; "
+            "yield chunks more often, or raise the timeout for this model"
+        ) from None
 
     def _next_jobs(self) -> list[_Job]:
         with self._ready:
@@ -185,14 +220,24 @@ class ModelExecutor:
                 jobs[0].future.set_exception(exc)
                 return
             logger.warning("a batch of %d failed (%s); running its requests one by one", len(jobs), exc)
+            results = []
             for job in jobs:
-                _settle(job, functools.partial(_run_alone, run_batch, job.item))
-            return
+                try:
+                    results.append(_run_alone(run_batch, job.item))
+                except BaseException as alone:  # noqa: BLE001 - this request's own failure, as its answer
+                    results.append(alone)
+        streams = []
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):
                 job.future.set_exception(result)
+            elif is_chunk_iterator(result):  # a streamed answer: its items are produced here, on this thread
+                relay = Relay(stall_timeout_s=self.timeout_s)
+                job.future.set_result(self._relayed(relay))
+                streams.append((relay, result))
             else:
                 job.future.set_result(result)
+        for relay, items in streams:  # one after the other: one model call at a time, streams included
+            relay.pump(items, on_item=self._heartbeat)
 
 
 def _run_alone(run_batch: RunBatch, item: Any) -> Any:
@@ -202,10 +247,3 @@ def _run_alone(run_batch: RunBatch, item: Any) -> Any:
     if isinstance(results[0], BaseException):
         raise results[0]
     return results[0]
-
-
-def _settle(job: _Job, call: Callable[[], Any]) -> None:
-    try:
-        job.future.set_result(call())
-    except BaseException as exc:  # noqa: BLE001 - the request's own thread raises it
-        job.future.set_exception(exc)

@@ -114,9 +114,15 @@ def _image_schemas() -> dict[str, Any]:
     png = {"type": "string", "contentEncoding": "base64", "contentMediaType": rules.PNG}
     return {
         "ImageParameters": _object(parameters, nullable=True),
-        "ImageRequest": _object({"inputs": _ref("NonBlankText"), "parameters": _ref("ImageParameters")},
+        "ImageRequest": _object({"inputs": _ref("NonBlankText"), "parameters": _ref("ImageParameters"),
+                                 "stream": {"type": "boolean", "description": f"true: answer {rules.JSON_LINES}, "
+                                            "an ImageProgress line per denoising step, then the ImageResponse"}},
                                 required=("inputs",), description="one prompt; several images via "
                                                                   "parameters.num_images_per_prompt"),
+        "ImageProgress": _object({"step": {"type": "integer", "minimum": 1}, "total": {"type": "integer"},
+                                  "elapsed_s": {"type": "number", "minimum": 0}},
+                                 required=("step", "total", "elapsed_s"),
+                                 description="one streamed line: a denoising step has ended"),
         "ImageResponse": _object({
             "images": {"type": "array", "minItems": 1, "items": png},
             "seeds": {"type": "array", "items": seed, "description": "image i used seeds[i]"},
@@ -170,12 +176,16 @@ def _invocations() -> dict[str, Any]:
                         "description": f"at most {MAX_PAYLOAD_BYTES} bytes (SageMaker's real-time limit)",
                         "content": {t: {"schema": _ref("InvocationRequest")} for t in rules.REQUEST_TYPES}},
         "responses": {
-            "200": {"description": "the prediction, in the negotiated type",
+            "200": {"description": "the prediction, in the negotiated type; a handler that returns an iterator "
+                                   "streams it (Transfer-Encoding: chunked, a chunk per item), as the built-in "
+                                   f"Stable Diffusion handler does for \"stream\": true ({rules.JSON_LINES})",
                     "headers": {CUSTOM_ATTRIBUTES_HEADER: {"schema": {"type": "string"},
                                                     "description": "when the handler set one"}},
                     "content": {rules.JSON: {"schema": _ref("InvocationResponse")},
                                 rules.NPY: _binary(rules.NPY), rules.PNG: _binary(rules.PNG),
-                                rules.JPEG: _binary(rules.JPEG)}},
+                                rules.JPEG: _binary(rules.JPEG),
+                                rules.JSON_LINES: {"schema": {"type": "string", "description": "lines of "
+                                                              "ImageProgress, then one ImageResponse"}}}},
             "400": _error_response("a malformed body, or a field missing, unknown, of the wrong type or out of range"),
             "406": _error_response("the Accept type cannot be produced"),
             "413": _error_response(f"the body is over {MAX_PAYLOAD_BYTES} bytes"),

@@ -19,6 +19,9 @@ CODE_FOLDER = "code"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 INVOKED_VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
+# InvokeEndpointWithResponseStream's own: the Accept it forwards, and the container's Content-Type it answers.
+STREAM_ACCEPT_HEADER = "X-Amzn-SageMaker-Accept"
+STREAM_CONTENT_TYPE_HEADER = "X-Amzn-SageMaker-Content-Type"
 
 # The account moto answers for, and so the one in every ARN the control plane builds.
 LOCAL_ACCOUNT_ID = "123456789012"
@@ -31,6 +34,7 @@ PLACEHOLDER_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
 # CloudWatch log groups, as SageMaker names them.
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # one stream per instance: <job>/<instance-id>
 
 # What the built-in LoRA training writes and the built-in handler reads: the adapter in the layout stock
 # ``pipe.load_lora_weights(dir)`` reads, and the reference to the base model it was trained on.

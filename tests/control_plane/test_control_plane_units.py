@@ -136,20 +136,6 @@ def test_a_negative_weight_or_a_count_that_is_no_number_is_refused_from_any_clie
     assert status == 400 and "DesiredInstanceCount must be a number" in error["message"]
 
 
-def test_a_serverless_variant_is_refused_with_what_to_do_instead(session):
-    client = session.sagemaker_client
-    client.create_model(ModelName="lean", ExecutionRoleArn=ROLE,
-                        PrimaryContainer={"Image": "x/pytorch-inference:2", "ModelDataUrl": "s3://b/k"})
-    client.create_endpoint_config(EndpointConfigName="lean", ProductionVariants=[
-        {"VariantName": "A", "ModelName": "lean", "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}])
-    with pytest.raises(ClientError, match="no InstanceType .*give it InstanceType and InitialInstanceCount"):
-        client.create_endpoint(EndpointName="lean", EndpointConfigName="lean")
-    assert not client.list_endpoints()["Endpoints"] or all(
-        e["EndpointName"] != "lean" for e in client.list_endpoints()["Endpoints"])
-    client.delete_endpoint_config(EndpointConfigName="lean")
-    client.delete_model(ModelName="lean")
-
-
 def test_malformed_api_bodies_are_400s_and_the_control_plane_serves_on(session):
     url = session.endpoint_url
     target = {"X-Amz-Target": "SageMaker.CreateEndpoint", "Content-Type": "application/x-amz-json-1.1"}

@@ -27,6 +27,7 @@ RESTATED = [
     ("diffusion_request", "IMAGES_RANGE", "IMAGES_RANGE"),
     ("diffusion_request", "LORA_SCALE_RANGE", "LORA_SCALE_RANGE"),
     ("diffusion_schedulers", "SCHEDULER_NAMES", "SCHEDULER_NAMES"),
+    ("diffusion_progress", "JSON_LINES", "JSON_LINES"),
 ]
 
 
