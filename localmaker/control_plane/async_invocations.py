@@ -33,13 +33,14 @@ from localmaker.control_plane.endpoint_runtime import EndpointRuntime
 from localmaker.control_plane.endpoint_state import RunningEndpoint
 from localmaker.control_plane.instance_process import InstanceProcess
 from localmaker.control_plane.invocation_proxy import InvocationProxy
-from localmaker.control_plane.request_bodies import read_body
+from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
 from localmaker.spec.names import LOCAL_ACCOUNT_ID
 from localmaker.spec.s3_urls import parse_s3_url
 
 logger = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 0.5
+MAX_REQUEST_BODY_BYTES = 128000  # the API's Body member (botocore's service model); the payload lives in S3
 LOST_INSTANCE_RETRIES = 3  # a request that kills every instance it reaches fails after this many tries
 _EXIT_WAIT_S = 2.0  # how long a dropped connection's instance gets to show that it died
 
@@ -66,7 +67,11 @@ class AsyncInvocations:
     # -- the API call ----------------------------------------------------------------------------
 
     def __call__(self, environ: Environ, name: str) -> Answer:
-        read_body(environ, 1024 * 1024)  # botocore sends none; read any so the connection stays usable
+        try:  # botocore sends no body; read any so the connection stays usable
+            read_body(environ, MAX_REQUEST_BODY_BYTES)
+        except (BodyTooLarge, MalformedBody, OSError):
+            raise ValidationError("InvokeEndpointAsync takes its input from S3, not from the request body: upload "
+                                  "the payload and pass its s3:// URL as InputLocation") from None
         if self._runtime.get(name) is None:
             raise ValidationError(f"Endpoint {name} of account {LOCAL_ACCOUNT_ID} not found.")
         config = self._endpoints.of(name)

@@ -48,7 +48,7 @@ class FakePredictor:
         self._timeout_s = timeout_s
         self._http = urllib3.PoolManager(maxsize=8, retries=False)
         self._urls: list[str] = []
-        self._variant_count = 0
+        self._routed_by_control_plane = False
         self._turn: Any = None
         self._lock = threading.Lock()
         self.last_response_headers: dict[str, str] = {}
@@ -73,10 +73,10 @@ class FakePredictor:
         if not self._urls:
             view = self.sagemaker_session.local_endpoint(self.endpoint_name)
             self._urls = view.instance_urls
-            self._variant_count = len(view.variants)
-            if any("ServerlessConfig" in v for v in view.get("Variants", [])):
-                # Serverless: only InvokeEndpoint starts instances on demand and throttles, so go through it.
-                self._variant_count = max(2, self._variant_count)
+            # Variant weights and targets are the control plane's routing; so are a serverless endpoint's
+            # cold starts and throttling. Such endpoints are invoked through InvokeEndpoint.
+            serverless = any("ServerlessConfig" in v for v in view.get("Variants", []))
+            self._routed_by_control_plane = len(view.variants) > 1 or serverless
             self._turn = itertools.cycle(range(len(self._urls)))
 
     def _next_url(self) -> str:
@@ -103,7 +103,7 @@ class FakePredictor:
             body = body.encode("utf-8")
         routing = {name: value for name, value in (("TargetModel", target_model), ("TargetVariant", target_variant),
                                                    ("InferenceId", inference_id)) if value is not None}
-        if not self.sagemaker_session.is_local or routing or self._has_several_variants():
+        if not self.sagemaker_session.is_local or routing or self._routed_elsewhere():
             return self._invoke_endpoint(body, headers, routing)
         answer = self._post_to_an_instance(body, headers)
         if answer.status >= 400:
@@ -112,10 +112,11 @@ class FakePredictor:
         content_type = answer.headers.get("Content-Type", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer.data), content_type)
 
-    def _has_several_variants(self) -> bool:
+    def _routed_elsewhere(self) -> bool:
+        """Whether the control plane must choose the instance (see ``_learn_the_fleet``)."""
         with self._lock:
             self._learn_the_fleet()
-            return self._variant_count > 1
+            return self._routed_by_control_plane
 
     def _post_to_an_instance(self, body: bytes, headers: dict[str, str]) -> Any:
         """POST to the next instance; when it cannot be reached, ask the control plane again.
