@@ -53,10 +53,10 @@ class AsyncEndpointConfig:
         return (SUCCESS_TOPIC if succeeded else ERROR_TOPIC) in self.include_response_in
 
 
-def realtime_call_refused(endpoint_name: str) -> ValidationError:
-    """InvokeEndpoint's refusal on an asynchronous endpoint (the runtime API's ValidationError)."""
+def realtime_call_refused(endpoint_name: str, operation: str) -> ValidationError:
+    """A real-time ``operation``'s refusal on an asynchronous endpoint (the runtime API's ValidationError)."""
     return ValidationError(f"Endpoint {endpoint_name} of account {LOCAL_ACCOUNT_ID} is an asynchronous inference "
-                           "endpoint, which InvokeEndpoint cannot call: upload the payload to S3 and call "
+                           f"endpoint, which {operation} cannot call: upload the payload to S3 and call "
                            "InvokeEndpointAsync with it as InputLocation")
 
 

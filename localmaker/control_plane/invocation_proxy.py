@@ -20,6 +20,7 @@ import urllib3
 
 from localmaker.control_plane.answers import Answer, Environ
 from localmaker.control_plane.api_errors import (
+    ApiError,
     ModelError,
     PayloadTooLarge,
     RequestTimeout,
@@ -51,7 +52,7 @@ from localmaker.spec.names import (
 logger = logging.getLogger(__name__)
 
 
-def _environ_key(header: str) -> str:
+def environ_key(header: str) -> str:
     """Where WSGI keeps a request header: X-Amzn-Foo arrives as HTTP_X_AMZN_FOO."""
     return "HTTP_" + header.upper().replace("-", "_")
 
@@ -59,9 +60,9 @@ def _environ_key(header: str) -> str:
 _FORWARDED_HEADERS = {
     "CONTENT_TYPE": "Content-Type",
     "HTTP_ACCEPT": "Accept",
-    _environ_key(CUSTOM_ATTRIBUTES_HEADER): CUSTOM_ATTRIBUTES_HEADER,
+    environ_key(CUSTOM_ATTRIBUTES_HEADER): CUSTOM_ATTRIBUTES_HEADER,
 }
-_TARGET_VARIANT = _environ_key(TARGET_VARIANT_HEADER)
+TARGET_VARIANT = environ_key(TARGET_VARIANT_HEADER)
 INVOCATION_TIMEOUT_S = 600.0
 
 
@@ -81,20 +82,14 @@ class InvocationProxy:
         started = time.perf_counter()
         endpoint = self.endpoint_in_service(name)
         if self._is_async(name):
-            raise realtime_call_refused(name)
-        body = _read_payload(environ)
+            raise realtime_call_refused(name, "InvokeEndpoint")
+        body = read_payload(environ)
         forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
         try:
             with self._gates.gate(endpoint).slot():
-                return self.send(endpoint, environ.get(_TARGET_VARIANT), body, forwarded, started)
-        except Throttled as throttled:  # a serverless endpoint at its MaxConcurrency
-            raise ThrottlingException(f"Rate exceeded: serverless endpoint {name} is at its MaxConcurrency "
-                                      f"({throttled}); retry with backoff, or raise MaxConcurrency (at most "
-                                      "200)") from None
+                return self.send(endpoint, environ.get(TARGET_VARIANT), body, forwarded, started)
         except Refused as refused:
-            logger.info("refused an invocation of %s: %s", name, refused)
-            raise ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
-                                     f"retry after {refused.retry_after_s} s", refused.retry_after_s) from None
+            raise admission_refusal(name, refused) from None
 
     @property
     def gates(self) -> EndpointGates:
@@ -163,9 +158,9 @@ class InvocationProxy:
                                 instance.process.instance_id, name)
                     continue
                 logger.error("instance %s of %s: %s", instance.process.instance_id, name, exc)
-                self._record(name, variant_name, 500, None, started)
+                self.record(name, variant_name, 500, None, started)
                 raise ModelError(self._region, name, 500, str(exc)) from exc
-            self._record(name, variant_name, answer.status, time.perf_counter() - sent, started)
+            self.record(name, variant_name, answer.status, time.perf_counter() - sent, started)
             if answer.status >= 400:
                 raise ModelError(self._region, name, answer.status, answer.data.decode("utf-8", "replace"))
             reply_headers = [("Content-Type", answer.headers.get("Content-Type", "application/octet-stream")),
@@ -178,13 +173,24 @@ class InvocationProxy:
         raise ServiceUnavailable(f"no instance of endpoint {name} can answer right now; a replacement is starting",
                                  retry_after_s=1)
 
-    def _record(self, name: str, variant: str, status: int, model_latency_s: float | None, started: float) -> None:
+    def record(self, name: str, variant: str, status: int, model_latency_s: float | None, started: float) -> None:
+        """One invocation's metrics: its status, the model's latency and the overhead around it."""
         if self._metrics is None:
             return
         total = time.perf_counter() - started
         self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
 
-def _read_payload(environ: Environ) -> bytes:
+def admission_refusal(name: str, refused: Refused) -> ApiError:
+    """The runtime API's answer when an endpoint has no slot for a request."""
+    if isinstance(refused, Throttled):  # a serverless endpoint at its MaxConcurrency
+        return ThrottlingException(f"Rate exceeded: serverless endpoint {name} is at its MaxConcurrency "
+                                   f"({refused}); retry with backoff, or raise MaxConcurrency (at most 200)")
+    logger.info("refused an invocation of %s: %s", name, refused)
+    return ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
+                              f"retry after {refused.retry_after_s} s", refused.retry_after_s)
+
+
+def read_payload(environ: Environ) -> bytes:
     """The invocation's body, whole and within InvokeEndpoint's limit, or the runtime API's refusal."""
     try:
         return read_body(environ, MAX_PAYLOAD_BYTES)

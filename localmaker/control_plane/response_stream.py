@@ -28,17 +28,20 @@ from localmaker.control_plane import event_stream
 from localmaker.control_plane.answers import Answer, Environ, StreamedAnswer
 from localmaker.control_plane.api_errors import (
     ModelError,
-    PayloadTooLarge,
-    RequestTimeout,
     ServiceUnavailable,
-    ThrottlingException,
-    ValidationError,
 )
+from localmaker.control_plane.async_config import realtime_call_refused
 from localmaker.control_plane.endpoint_state import RunningEndpoint
-from localmaker.control_plane.invocation_admission import Refused, Throttled
+from localmaker.control_plane.invocation_admission import Refused
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
-from localmaker.control_plane.invocation_proxy import INVOCATION_TIMEOUT_S, InvocationProxy
-from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.invocation_proxy import (
+    INVOCATION_TIMEOUT_S,
+    TARGET_VARIANT,
+    InvocationProxy,
+    admission_refusal,
+    environ_key,
+    read_payload,
+)
 from localmaker.local_endpoint.instance_transport import (
     ConnectionDropped,
     InstanceUnreachable,
@@ -48,27 +51,18 @@ from localmaker.local_endpoint.instance_transport import (
 from localmaker.spec.names import (
     CUSTOM_ATTRIBUTES_HEADER,
     INVOKED_VARIANT_HEADER,
-    LOCAL_ACCOUNT_ID,
-    MAX_PAYLOAD_BYTES,
     STREAM_ACCEPT_HEADER,
     STREAM_CONTENT_TYPE_HEADER,
-    TARGET_VARIANT_HEADER,
 )
 
 logger = logging.getLogger(__name__)
 
 
 
-def _environ_key(header: str) -> str:
-    """Where WSGI keeps a request header: X-Amzn-Foo arrives as HTTP_X_AMZN_FOO."""
-    return "HTTP_" + header.upper().replace("-", "_")
-
-
 # The request headers the container gets: the stream's Accept travels in a header of its own, and the
 # container reads it as Accept, as SageMaker hands it on.
-_FORWARDED = {"CONTENT_TYPE": "Content-Type", _environ_key(STREAM_ACCEPT_HEADER): "Accept",
-              _environ_key(CUSTOM_ATTRIBUTES_HEADER): CUSTOM_ATTRIBUTES_HEADER}
-_TARGET_VARIANT = _environ_key(TARGET_VARIANT_HEADER)
+_FORWARDED = {"CONTENT_TYPE": "Content-Type", environ_key(STREAM_ACCEPT_HEADER): "Accept",
+              environ_key(CUSTOM_ATTRIBUTES_HEADER): CUSTOM_ATTRIBUTES_HEADER}
 # A container's answer that is not chunked (a handler that does not stream) is relayed in reads this big.
 _READ_BYTES = 64 * 1024
 
@@ -89,23 +83,16 @@ class ResponseStream:
         started = time.perf_counter()
         endpoint = self._proxy.endpoint_in_service(name)
         if self._is_async(name):
-            raise ValidationError(f"Endpoint {name} of account {LOCAL_ACCOUNT_ID} is an asynchronous inference "
-                                  "endpoint, which InvokeEndpointWithResponseStream cannot call: upload the payload "
-                                  "to S3 and call InvokeEndpointAsync with it as InputLocation")
-        body = _read_payload(environ)
+            raise realtime_call_refused(name, "InvokeEndpointWithResponseStream")
+        body = read_payload(environ)
         headers = {header: environ[key] for key, header in _FORWARDED.items() if environ.get(key)}
         held = contextlib.ExitStack()
         try:
             held.enter_context(self._proxy.gates.gate(endpoint).slot())
-        except Throttled as throttled:  # a serverless endpoint at its MaxConcurrency, as InvokeEndpoint answers
-            raise ThrottlingException(f"Rate exceeded: serverless endpoint {name} is at its MaxConcurrency "
-                                      f"({throttled}); retry with backoff, or raise MaxConcurrency (at most "
-                                      "200)") from None
-        except Refused as refused:
-            raise ServiceUnavailable(f"endpoint {name} cannot take more requests now: {refused}; "
-                                     f"retry after {refused.retry_after_s} s", refused.retry_after_s) from None
+        except Refused as refused:  # as InvokeEndpoint answers it
+            raise admission_refusal(name, refused) from None
         try:
-            variant, answer = self._open(endpoint, environ.get(_TARGET_VARIANT), body, headers, started)
+            variant, answer = self._open(endpoint, environ.get(TARGET_VARIANT), body, headers, started)
         except BaseException:
             held.close()
             raise
@@ -149,7 +136,7 @@ class ResponseStream:
                 with mapped_transport_errors(), contextlib.suppress(ConnectionDropped, NoAnswer):
                     text = answer.read().decode("utf-8", "replace")
                 answer.release_conn()
-                self._record(name, variant.spec.variant_name, answer.status, None, started)
+                self._proxy.record(name, variant.spec.variant_name, answer.status, None, started)
                 raise ModelError(self._region, name, answer.status, text)
             return variant.spec.variant_name, answer
         raise ServiceUnavailable(f"no instance of endpoint {name} can answer right now; a replacement is starting",
@@ -181,13 +168,7 @@ class ResponseStream:
                 yield event_stream.internal_stream_failure(
                     "The stream failed inside localmaker; the control plane's log has the details.")
         finally:
-            self._record(name, variant, status, time.perf_counter() - sent, started)
-
-    def _record(self, name: str, variant: str, status: int, model_latency_s: float | None, started: float) -> None:
-        if self._metrics is None:
-            return
-        total = time.perf_counter() - started
-        self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
+            self._proxy.record(name, variant, status, time.perf_counter() - sent, started)
 
 
 class _EventStreamBody:
@@ -214,15 +195,3 @@ def _settle(answer: urllib3.BaseHTTPResponse) -> None:
     """An answer read to its end has gone back to the pool already; one left unfinished must not."""
     if not answer.closed:
         answer.close()
-
-
-def _read_payload(environ: Environ) -> bytes:
-    """The request body, whole and within the runtime API's limit, or its refusal (as InvokeEndpoint's)."""
-    try:
-        return read_body(environ, MAX_PAYLOAD_BYTES)
-    except OSError as exc:
-        raise RequestTimeout(f"the request body did not arrive whole: {exc}") from exc
-    except BodyTooLarge:
-        raise PayloadTooLarge(MAX_PAYLOAD_BYTES) from None
-    except MalformedBody as exc:
-        raise ValidationError(f"{exc}: send the body with a correct Content-Length") from exc

@@ -50,7 +50,6 @@ from localmaker.control_plane.response_stream import ResponseStream
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_actions import TrainingActions
 from localmaker.control_plane.training_runtime import TrainingRuntime
-from localmaker.control_plane.transform_actions import ROUTE_PREFIX as TRANSFORM_ROUTES
 from localmaker.control_plane.transform_actions import TransformActions
 from localmaker.control_plane.transform_runtime import TransformRuntime
 from localmaker.control_plane.wire_protocols import Protocol, error_answer, operation_name
@@ -78,7 +77,7 @@ class ControlPlaneApp:
     serialized here, and anything else is a bug of ours, answered as InternalFailure and logged.
     """
 
-    def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, aws: Any,
+    def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, transform: TransformRuntime, aws: Any,
                  metrics: InvocationMetrics | None = None, settings: ControlPlaneSettings | None = None,
                  region: str = "us-east-1") -> None:
         self.runtime = runtime
@@ -92,17 +91,11 @@ class ControlPlaneApp:
         self.async_invocations = AsyncInvocations(runtime, self._proxy, self._async_endpoints, aws, region,
                                                   (settings or ControlPlaneSettings()).async_drain_s)
         self._runtime_operations["async-invocations"] = self.async_invocations
-        self._local = LocalmakerRoutes(runtime, training, region)
+        self._local = LocalmakerRoutes(runtime, training, transform, region, self._async_endpoints.is_async)
         self._iam = IamActions(aws)
         self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region, self._async_endpoints).actions(),
-                                            **TrainingActions(training).actions()}
-
-    _transform: TransformActions | None = None
-
-    def add_transform(self, transform: TransformRuntime, aws: Any, region: str) -> None:
-        """Batch transform: its SageMaker actions and its progress route (``transform_actions.py``)."""
-        self._transform = TransformActions(transform, aws, region)
-        self._actions.update(self._transform.actions())
+                                            **TrainingActions(training).actions(),
+                                            **TransformActions(transform, aws, region).actions()}
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -131,8 +124,6 @@ class ControlPlaneApp:
 
     def _answer(self, environ: Environ, path: str) -> Answer | None:
         """The answer to a request that is not an invocation; None where moto answers it unchanged."""
-        if self._transform is not None and path.startswith(TRANSFORM_ROUTES):
-            return self._transform.route(environ)
         if path.startswith(PREFIX):
             return self._local.answer(environ)
         if path == _MOTO_MANAGEMENT or path.startswith(_MOTO_MANAGEMENT + "/"):
@@ -211,12 +202,11 @@ class ControlPlane:
             self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs, region=region,
                                             container_paths=self.settings.container_paths)
             self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
-            self.app = ControlPlaneApp(self.runtime, self.training, self.client, self.metrics, self.settings,
-                                       self.region)
             self.transform = TransformRuntime(self.work_root, lambda: self.client("s3"), self._fetch_artifact,
                                               self.logs, region=region, container_paths=self.settings.container_paths,
                                               startup_timeout_s=startup_timeout_s)
-            self.app.add_transform(self.transform, self.client, region)
+            self.app = ControlPlaneApp(self.runtime, self.training, self.transform, self.client, self.metrics,
+                                       self.settings, self.region)
             handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
             self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                        request_handler=handler)

@@ -9,16 +9,13 @@ reports the records done so far, which the SageMaker API has no field for (the C
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from localmaker.control_plane.answers import Answer, Environ, overlaid
+from localmaker.control_plane.answers import Answer, overlaid
 from localmaker.control_plane.api_errors import (
-    MethodNotAllowed,
-    NotFound,
     ResourceInUse,
     TransformJobNotFound,
     ValidationException,
@@ -31,8 +28,6 @@ from localmaker.spec.names import sagemaker_arn
 
 Forward = Callable[..., Answer]
 Action = Callable[[dict[str, Any], Forward], Answer]
-ROUTE_PREFIX = "/_localmaker/transform-jobs/"
-_ROUTE = re.compile(r"^/_localmaker/transform-jobs/(?P<name>[^/]+)$")
 
 
 class TransformActions:
@@ -123,15 +118,3 @@ class TransformActions:
             raise TransformJobNotFound(self._region, name)
         self.transform.stop(name)  # a job that has already ended stays as it ended
         return Answer.of_json(200, {})
-
-    def route(self, environ: Environ) -> Answer:
-        """``GET /_localmaker/transform-jobs/<name>``: status, progress and instances of a job."""
-        if environ.get("REQUEST_METHOD") != "GET":
-            raise MethodNotAllowed("localmaker's own routes are read-only: use GET")
-        match = _ROUTE.match(environ.get("PATH_INFO", ""))
-        if match is None:
-            raise NotFound(f"no such localmaker route: {environ.get('PATH_INFO', '')}")
-        job = self.transform.get(match.group("name"))
-        if job is None:
-            raise TransformJobNotFound(self._region, match.group("name"))
-        return Answer.of_json(200, job.describe())

@@ -157,11 +157,7 @@ class AsyncPredictor:
         return input_path or f"s3://{bucket}/{key}"
 
     def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
-        client = self.sagemaker_session.sagemaker_client
-        config = client.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
-        client.delete_endpoint(EndpointName=self.endpoint_name)
-        if delete_endpoint_config:
-            client.delete_endpoint_config(EndpointConfigName=config)
+        self.predictor.delete_endpoint(delete_endpoint_config)
 
     def _fetch(self, location: str) -> Any | None:
         """The deserialized object at ``location``, or None while it does not exist."""

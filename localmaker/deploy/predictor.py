@@ -74,9 +74,10 @@ class FakePredictor:
             view = self.sagemaker_session.local_endpoint(self.endpoint_name)
             self._urls = view.instance_urls
             # Variant weights and targets are the control plane's routing; so are a serverless endpoint's
-            # cold starts and throttling. Such endpoints are invoked through InvokeEndpoint.
+            # cold starts and throttling, and an async endpoint's refusal of real-time calls. Such
+            # endpoints are invoked through InvokeEndpoint.
             serverless = any("ServerlessConfig" in v for v in view.get("Variants", []))
-            self._routed_by_control_plane = len(view.variants) > 1 or serverless
+            self._routed_by_control_plane = len(view.variants) > 1 or serverless or bool(view.get("AsyncInference"))
             self._turn = itertools.cycle(range(len(self._urls)))
 
     def _next_url(self) -> str:
@@ -151,14 +152,21 @@ class FakePredictor:
         try:
             answer = self.sagemaker_session.sagemaker_runtime_client.invoke_endpoint(**request)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ModelError":
+            error = self._model_error(exc)
+            if error is None:
                 raise
-            raise ModelError(int(exc.response.get("OriginalStatusCode", 500)),
-                             _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")),
-                             self.endpoint_name) from exc
+            raise error from exc
         self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
         content_type = answer.get("ContentType", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer["Body"].read()), content_type)
+
+    def _model_error(self, exc: ClientError) -> ModelError | None:
+        """botocore's ModelError as localmaker's, with the container's status and message; None for others."""
+        if exc.response.get("Error", {}).get("Code") != "ModelError":
+            return None
+        return ModelError(int(exc.response.get("OriginalStatusCode", 500)),
+                          _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")),
+                          self.endpoint_name)
 
     def predict_stream(self, data: Any, initial_args: dict[str, str] | None = None,
                        target_variant: str | None = None, inference_id: str | None = None,
@@ -187,11 +195,10 @@ class FakePredictor:
         try:
             answer = self.sagemaker_session.sagemaker_runtime_client.invoke_endpoint_with_response_stream(**request)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ModelError":
+            error = self._model_error(exc)
+            if error is None:
                 raise
-            raise ModelError(int(exc.response.get("OriginalStatusCode", 500)),
-                             _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")),
-                             self.endpoint_name) from exc
+            raise error from exc
         self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
         if iterator is not None:
             return iterator(answer["Body"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from localmaker.deploy import (
     AsyncInferenceConfig,
@@ -76,6 +77,9 @@ def test_localmaker_model_deploys_an_async_endpoint_and_its_predictor_waits_for_
     # A FakePredictor of the endpoint, wrapped as the SDK wraps its Predictor, works the same.
     wrapped = AsyncPredictor(FakePredictor(name, session, JSONSerializer(), JSONDeserializer()))
     assert wrapped.predict_async({"inputs": "wrapped"}).get_result(FAST) == {"echo": {"inputs": "wrapped"}}
+    # Unwrapped, its real-time call is refused as InvokeEndpoint refuses it, not answered by an instance.
+    with pytest.raises(ClientError, match="asynchronous inference endpoint"):
+        FakePredictor(name, session, JSONSerializer(), JSONDeserializer()).predict({"inputs": "real-time"})
     predictor.delete_endpoint()
 
 
