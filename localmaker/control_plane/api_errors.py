@@ -169,3 +169,32 @@ class TransformJobNotFound(ValidationException):
 
     def __init__(self, region: str, name: str) -> None:
         super().__init__(f"Could not find transform job '{sagemaker_arn(region, 'transform-job', name)}'.")
+
+
+# -- issue 15: quotas, and requests refused before any operation -----------------------------------------
+
+
+class ResourceLimitExceeded(ApiError):
+    """An account-style quota (service_quotas.py) would be exceeded: refused before anything starts."""
+
+    code, status = "ResourceLimitExceeded", 400
+
+
+class MissingAuthenticationToken(ApiError):
+    """A call with no SigV4 signature at all, answered as AWS answers it. The JSON protocols say
+    MissingAuthenticationTokenException; the query protocol says MissingAuthenticationToken."""
+
+    code, status = "MissingAuthenticationTokenException", 403
+    query_code: ClassVar[str] = "MissingAuthenticationToken"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("Missing Authentication Token" + (f" ({detail})" if detail else ""))
+
+
+class AccessDenied(ApiError):
+    """A request the control plane refuses to act on whoever sent it (request_guard.py): a foreign Host
+    header (DNS rebinding) or a web page's cross-origin request."""
+
+    code, status = "AccessDeniedException", 403
+    query_code: ClassVar[str] = "AccessDenied"
+    s3_code: ClassVar[str] = "AccessDenied"

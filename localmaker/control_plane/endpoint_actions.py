@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from localmaker.control_plane.answers import Answer, overlaid
-from localmaker.control_plane.api_errors import ApiError, EndpointNotFound, ValidationException
+from localmaker.control_plane.api_errors import EndpointNotFound, ValidationException
 from localmaker.control_plane.async_config import AsyncEndpoints, async_variants
 from localmaker.control_plane.endpoint_runtime import EndpointBusy, EndpointRuntime
 from localmaker.control_plane.endpoint_state import EndpointStatus, VariantSpec
 from localmaker.control_plane.instance_type_ledger import InstanceTypeLedger
+from localmaker.control_plane.name_locks import NameLocks
+from localmaker.control_plane.resource_names import checked_names, forwarded
 from localmaker.control_plane.serverless_config import ServerlessConfig, check_production_variants
+from localmaker.control_plane.service_quotas import ServiceQuotas, Usage, endpoint_variants
 from localmaker.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -29,17 +31,20 @@ class EndpointActions:
     """Each action answers, or raises an ApiError that the control plane's app serializes."""
 
     def __init__(self, runtime: EndpointRuntime, aws: Callable[[str], Any], region: str,
-                 async_endpoints: AsyncEndpoints | None = None) -> None:
+                 async_endpoints: AsyncEndpoints | None = None, quotas: ServiceQuotas | None = None) -> None:
         self.runtime = runtime
+        self._quotas = quotas or ServiceQuotas.from_settings()  # instances per type and in all (service_quotas.py)
         self._async = async_endpoints or AsyncEndpoints()  # which configs and endpoints are asynchronous
         self._aws = aws  # boto3 clients that talk to this very control plane, for what moto recorded
         self._region = region
         self._types = InstanceTypeLedger()
-        self._creating: set[str] = set()
-        self._creating_lock = threading.Lock()
+        self._names = NameLocks()  # a create or delete of one name holds it over moto's record and the runtime
 
     def actions(self) -> dict[str, Action]:
-        return {
+        # Every name is checked as AWS checks it before anything runs (resource_names.py); CreateModel is
+        # listed only for that, moto answers it.
+        return checked_names({
+            "CreateModel": forwarded,
             "CreateEndpoint": self.create_endpoint,
             "DescribeEndpoint": self.describe_endpoint,
             "ListEndpoints": self.list_endpoints,
@@ -49,39 +54,47 @@ class EndpointActions:
             "CreateEndpointConfig": self.create_endpoint_config,
             "DescribeEndpointConfig": self.describe_endpoint_config,
             "DeleteEndpointConfig": self.delete_endpoint_config,
-        }
+        })
 
     def create_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
         name = str(request.get("EndpointName", ""))
-        # Two concurrent calls for one name: exactly one proceeds, so a loser's cleanup below can never
-        # delete the winner's endpoint.
-        with self._creating_lock:
-            taken = name in self._creating or self.runtime.get(name) is not None
-            if not taken:
-                self._creating.add(name)
-        if taken:
-            raise ValidationException(f"Cannot create already existing endpoint \"{name}\".")
-        try:
-            return self._create_endpoint(name, request, forward)
-        finally:
-            with self._creating_lock:
-                self._creating.discard(name)
+        # Racing a create or delete of the same name, this one runs whole before or after it, so moto's
+        # record and the runtime end both present or both gone (name_locks.py).
+        with self._names.held(name):
+            if self.runtime.get(name) is not None:  # moto would overwrite its record without a word
+                raise ValidationException(f"Cannot create already existing endpoint \"{name}\".")
+            try:
+                return self._create_endpoint(name, request, forward)
+            finally:
+                self._quotas.settle(Usage.ENDPOINT, name)
 
     def _create_endpoint(self, name: str, request: dict[str, Any], forward: Forward) -> Answer:
-        answer = forward()
-        if not answer.ok:
-            return answer
         config_name = str(request.get("EndpointConfigName", ""))
+        self._admit(name, config_name)
+        variants = self._variants(config_name)  # a bad config is refused before anything is recorded
+        # The runtime first, then moto: what can fail happens before the record exists, and a record moto
+        # refuses takes the runtime's endpoint with it, so no failure leaves one side alone.
+        with ValidationException.raised_for(ValueError):
+            self.runtime.create(name, config_name, variants)
         try:
-            self.runtime.create(name, config_name, self._variants(config_name))
-            self._async.attach(name, config_name)
-        except Exception as exc:  # noqa: BLE001 - a bad config must not leave a half-made endpoint
-            logger.exception("could not provision %s", name)
-            self._aws("sagemaker").delete_endpoint(EndpointName=name)
-            if isinstance(exc, ApiError):
-                raise
-            raise ValidationException(str(exc)) from exc
+            answer = forward()
+        except BaseException:
+            self.runtime.delete(name)
+            raise
+        if not answer.ok:
+            self.runtime.delete(name)
+            return answer
+        self._async.attach(name, config_name)
         return answer
+
+    def _admit(self, name: str, config_name: str, keep_current: bool = False) -> None:
+        """ResourceLimitExceeded, before anything is recorded or started, where the config's instances would
+        take a quota over its limit."""
+        try:
+            variants = self._variants(config_name)
+        except ValidationException:
+            return  # a config or model that does not exist: refused next, in moto's words
+        self._quotas.admit(Usage.ENDPOINT, name, endpoint_variants(variants), keep_current)
 
     def _variants(self, config_name: str) -> list[VariantSpec]:
         """The config's variants joined with their models, as moto recorded them; ValidationException if
@@ -150,6 +163,8 @@ class EndpointActions:
         except ClientError as exc:
             raise EndpointNotFound(self._region, name) from exc
         variants = self._variants(config_name)
+        # Blue/green: the new fleet starts while the old one serves, so both count against the quotas.
+        self._quotas.admit(Usage.ENDPOINT, name, endpoint_variants(variants), keep_current=True)
         try:
             self.runtime.update(name, config_name, variants)
             self._async.attach(name, config_name)
@@ -173,6 +188,7 @@ class EndpointActions:
         if endpoint is not None and endpoint.status is not EndpointStatus.IN_SERVICE:
             raise ValidationException(f"Cannot update in-progress endpoint \"{name}\": it is "
                                       f"{endpoint.status.value}; wait until it is InService")
+        self._quotas.admit_scale(name, {variant: count for variant, (_w, count) in desired.items() if count})
         answer = forward()  # moto checks that the endpoint and every variant name exist
         if not answer.ok:
             return answer
@@ -181,10 +197,12 @@ class EndpointActions:
         return answer
 
     def delete_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
-        answer = forward()
-        if answer.ok:
-            self._async.detach(str(request.get("EndpointName", "")))  # its queued requests get failure objects
-            self.runtime.delete(str(request.get("EndpointName", "")))
+        name = str(request.get("EndpointName", ""))
+        with self._names.held(name):  # as create_endpoint does: record and runtime go together
+            answer = forward()
+            if answer.ok:
+                self._async.detach(name)  # its queued requests get failure objects
+                self.runtime.delete(name)
         return answer
 
     def create_endpoint_config(self, request: dict[str, Any], forward: Forward) -> Answer:

@@ -19,6 +19,7 @@ from localmaker.control_plane.endpoint_state import EndpointStatus, RunningEndpo
 from localmaker.control_plane.instance_process import STOP_GRACE_S, InstanceProcess
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import Placement, place
+from localmaker.control_plane.resource_names import path_under
 from localmaker.local_endpoint.container_paths import ContainerPaths
 from localmaker.model.safe_tar import unpack
 from localmaker.spec.instance_types import lookup
@@ -45,12 +46,14 @@ class EndpointFleet:
         self.startup_timeout_s = startup_timeout_s
 
     def unpack_artifact(self, endpoint: RunningEndpoint, model_data_url: str, variant_name: str) -> Path:
+        # The variant's name names the folder, and a later update deletes it: it must stay inside.
         folder = endpoint.work_dir / "models" / uuid.uuid4().hex[:8]
+        destination = path_under(folder, variant_name)
         archive = folder.with_suffix(".tar.gz")
         archive.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._fetch(model_data_url, archive)
-            return unpack(archive, folder / variant_name)
+            return unpack(archive, destination)
         finally:
             archive.unlink(missing_ok=True)
 
@@ -65,7 +68,7 @@ class EndpointFleet:
         process = InstanceProcess(
             instance_id=instance_id,
             model_dir=variant.model_dir,
-            log_file=endpoint.work_dir / "logs" / f"{instance_id}.log",
+            log_file=path_under(endpoint.work_dir, "logs", f"{instance_id}.log"),  # the id holds the variant's name
             env={**variant.spec.environment, **placement.environment},
             region=self._region, container_paths=self._container_paths,
         )

@@ -14,7 +14,6 @@ work itself (unpack, launch, health check, retire) is endpoint_fleet.py's, share
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from localmaker.control_plane.endpoint_state import (
     VariantSpec,
 )
 from localmaker.control_plane.log_shipper import LogShipper
+from localmaker.control_plane.resource_names import discard_tree, path_under
 from localmaker.control_plane.serverless_config import check_model_fits
 from localmaker.local_endpoint.container_paths import ContainerPaths
 from localmaker.spec.container_images import unsupported_image_reason
@@ -73,7 +73,7 @@ class EndpointRuntime:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def create(self, name: str, config_name: str, variants: list[VariantSpec]) -> RunningEndpoint:
-        work_dir = self._work_root / f"{name}-{uuid.uuid4().hex[:8]}"
+        work_dir = path_under(self._work_root, f"{name}-{uuid.uuid4().hex[:8]}")  # UnsafePath: not a folder name
         endpoint = RunningEndpoint(name=name, work_dir=work_dir, config_name=config_name)
         with self._lock:
             if name in self._endpoints:
@@ -102,7 +102,7 @@ class EndpointRuntime:
         self.fleet.stop(endpoint.processes())
         self.fleet.release_logs(endpoint)
         # The unpacked models are copies of what S3 holds; the logs stay for whoever debugs the run.
-        shutil.rmtree(endpoint.work_dir / "models", ignore_errors=True)
+        discard_tree(self._work_root, endpoint.work_dir / "models")
         return True
 
     def shutdown(self) -> None:
@@ -164,7 +164,7 @@ class EndpointRuntime:
             # --graceful-timeout), and the retirement waits that long, so the swap cuts none off.
             self.fleet.retire(endpoint, [i for v in blue for i in v.instances], drain=True)
             for variant in blue:
-                shutil.rmtree(variant.model_dir, ignore_errors=True)
+                discard_tree(endpoint.work_dir, variant.model_dir)
 
     def _rescale(self, endpoint: RunningEndpoint, desired: dict[str, tuple[float | None, int | None]]) -> None:
         with endpoint.operation:
@@ -250,7 +250,7 @@ class EndpointRuntime:
                     try:
                         check_model_fits(model_dir, spec.serverless)
                     except MemoryError:
-                        shutil.rmtree(model_dir, ignore_errors=True)
+                        discard_tree(endpoint.work_dir, model_dir)
                         raise
                 variant = Variant(spec=spec, model_dir=model_dir, weight=spec.weight,
                                   desired_count=spec.instance_count)
@@ -265,7 +265,7 @@ class EndpointRuntime:
                 doomed, fleet[:] = list(fleet), []
             self.fleet.retire(endpoint, [i for v in doomed for i in v.instances])
             for variant in doomed:
-                shutil.rmtree(variant.model_dir, ignore_errors=True)
+                discard_tree(endpoint.work_dir, variant.model_dir)
             raise
         with endpoint.lock:
             for variant in fleet:

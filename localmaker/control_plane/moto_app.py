@@ -29,7 +29,6 @@ from localmaker.control_plane.wire_protocols import (
 logger = logging.getLogger(__name__)
 
 
-
 class Moto:
     """moto's server app, callable as plain WSGI or as a function returning the whole Answer."""
 
@@ -56,6 +55,10 @@ class Moto:
         except NotImplementedError as exc:
             raise UnknownOperation(f"localmaker does not implement {operation}: its AWS simulator (moto) has "
                                    "no such operation") from exc
+        except Exception as exc:
+            if signing_service(environ) is None:  # moto took an unsigned request for S3 and found no route
+                raise _unroutable(operation) from exc
+            raise
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if int(status.split(" ", 1)[0]) < 400 or not content_type.lower().startswith("text/html"):
             return status, headers, chunks
@@ -64,6 +67,8 @@ class Moto:
         if status.startswith(("404", "405")) and (page or not _may_be_s3(environ)):
             raise UnknownOperation(f"no operation or route answers {operation} here: neither localmaker nor its "
                                    "AWS simulator (moto) knows it")
+        if page and signing_service(environ) is None:
+            raise _unroutable(operation)
         if page:
             logger.error("moto answered %s with a %s error page", operation, status)
             raise InternalFailure(f"{operation} failed inside localmaker's AWS simulator (moto); the control "
@@ -89,6 +94,11 @@ class Moto:
             first = next(iterator, b"")
             chunks = _Closing(chain([first], iterator), chunks)
         return captured["status"], captured["headers"], chunks
+
+
+def _unroutable(operation: str) -> UnknownOperation:
+    return UnknownOperation(f"no operation or route answers {operation} here: the request is not signed, so it "
+                            "was taken for S3, which has no such route; AWS clients sign every call (SigV4)")
 
 
 def _may_be_s3(environ: Environ) -> bool:

@@ -5,6 +5,8 @@ It intercepts at the AWS wire protocol only (``X-Amz-Target: SageMaker.*`` actio
 protocol is public and stable, moto's internals are not. Everything else passes straight to moto. Every
 SageMaker answer, moto's own included, is held to botocore's service model (``answer_shapes.py``), and
 every error is answered in the shape of the request's protocol (``wire_protocols.py``), never as HTML.
+Before anything runs, a request passes ``request_guard.py`` (no web page may drive the control plane),
+and an unsigned call to a signed API is answered MissingAuthenticationToken, as AWS answers it.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from typing import Any
 
 import boto3
 import botocore
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localmaker.control_plane.answer_shapes import conformed_answer, operation_model
 from localmaker.control_plane.answers import AMZ_JSON, RUNTIME_JSON, Answer, Environ, StartResponse
 from localmaker.control_plane.api_errors import (
     ApiError,
     InternalFailure,
+    MissingAuthenticationToken,
     NotFound,
     RequestTimeout,
     SerializationException,
@@ -37,8 +39,11 @@ from localmaker.control_plane.api_errors import (
 )
 from localmaker.control_plane.async_config import AsyncEndpoints
 from localmaker.control_plane.async_invocations import AsyncInvocations
+from localmaker.control_plane.connection_limits import BoundedThreadedWSGIServer, HeadTrackingRequestHandler
+from localmaker.control_plane.disk_budget import DiskBudget
 from localmaker.control_plane.endpoint_actions import Action, EndpointActions
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
+from localmaker.control_plane.endpoint_state import EndpointStatus
 from localmaker.control_plane.iam_actions import IamActions
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.invocation_proxy import InvocationProxy
@@ -46,13 +51,15 @@ from localmaker.control_plane.localmaker_routes import PREFIX, LocalmakerRoutes
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.moto_app import Moto
 from localmaker.control_plane.request_bodies import MAX_API_BODY_BYTES, BodyTooLarge, MalformedBody, read_body
+from localmaker.control_plane.request_guard import RequestGuard
 from localmaker.control_plane.response_stream import ResponseStream
+from localmaker.control_plane.service_quotas import ServiceQuotas, Usage
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_actions import TrainingActions
 from localmaker.control_plane.training_runtime import TrainingRuntime
 from localmaker.control_plane.transform_actions import TransformActions
 from localmaker.control_plane.transform_runtime import TransformRuntime
-from localmaker.control_plane.wire_protocols import Protocol, error_answer, operation_name
+from localmaker.control_plane.wire_protocols import Protocol, error_answer, operation_name, protocol_of, signing_service
 from localmaker.logging_setup import add_file_log, remove_file_log
 from localmaker.spec.names import LOCAL_CREDENTIALS
 from localmaker.spec.s3_urls import parse_s3_url
@@ -68,6 +75,9 @@ _RUNTIME_OPERATION_NAMES = {"invocations": "InvokeEndpoint",
 # moto's own management API (reset all state, record to and replay from a file in the working directory,
 # change its config): a debugging aid for moto, not part of AWS, and not for whoever can reach this port.
 _MOTO_MANAGEMENT = "/moto-api"
+# The APIs that name their operation (JSON's X-Amz-Target, query's Action, CBOR's path): every call to them
+# is signed. An unsigned call without one is taken for S3, whose objects may be public.
+_SIGNED_PROTOCOLS = (Protocol.JSON, Protocol.QUERY, Protocol.CBOR)
 
 
 class ControlPlaneApp:
@@ -79,8 +89,18 @@ class ControlPlaneApp:
 
     def __init__(self, runtime: EndpointRuntime, training: TrainingRuntime, transform: TransformRuntime, aws: Any,
                  metrics: InvocationMetrics | None = None, settings: ControlPlaneSettings | None = None,
-                 region: str = "us-east-1") -> None:
+                 region: str = "us-east-1", guard: RequestGuard | None = None,
+                 quotas: ServiceQuotas | None = None) -> None:
+        settings = settings or ControlPlaneSettings()
         self.runtime = runtime
+        self._guard = guard or RequestGuard("127.0.0.1", settings.allowed_origins)
+        self.quotas = quotas or ServiceQuotas(settings.quota_instances_per_type, settings.quota_instances_total)
+        # A Failed endpoint runs no instance (AWS does not count it either).
+        self.quotas.watch(Usage.ENDPOINT, lambda name: (endpoint := runtime.get(name)) is not None
+                          and endpoint.status is not EndpointStatus.FAILED)
+        self.quotas.watch(Usage.TRAINING, lambda name: (job := training.get(name)) is not None and job.ended_at is None)
+        self.quotas.watch(Usage.TRANSFORM,
+                          lambda name: (job := transform.get(name)) is not None and job.ended_at is None)
         self.training = training
         self._moto = Moto()
         self._async_endpoints = AsyncEndpoints()
@@ -89,13 +109,14 @@ class ControlPlaneApp:
         self._runtime_operations["invocations-response-stream"] = ResponseStream(
             self._proxy, region, metrics, is_async=self._async_endpoints.is_async)
         self.async_invocations = AsyncInvocations(runtime, self._proxy, self._async_endpoints, aws, region,
-                                                  (settings or ControlPlaneSettings()).async_drain_s)
+                                                  settings.async_drain_s)
         self._runtime_operations["async-invocations"] = self.async_invocations
         self._local = LocalmakerRoutes(runtime, training, transform, region, self._async_endpoints.is_async)
         self._iam = IamActions(aws)
-        self._actions: dict[str, Action] = {**EndpointActions(runtime, aws, region, self._async_endpoints).actions(),
-                                            **TrainingActions(training).actions(),
-                                            **TransformActions(transform, aws, region).actions()}
+        self._actions: dict[str, Action] = {
+            **EndpointActions(runtime, aws, region, self._async_endpoints, self.quotas).actions(),
+            **TrainingActions(training, self.quotas).actions(),
+            **TransformActions(transform, aws, region, self.quotas).actions()}
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -106,6 +127,7 @@ class ControlPlaneApp:
         # invocation's is the user's); every other API answers errors in its protocol's shape.
         protocol = Protocol.REST_JSON if invoke or path.startswith((PREFIX, _MOTO_MANAGEMENT)) else None
         try:
+            self._guard.check(environ)  # a web page's request (DNS rebinding, cross-origin) runs nothing
             if invoke:
                 answer = self._runtime_operations[invoke.group("operation")](environ, invoke.group("name"))
             elif (own := self._answer(environ, path)) is not None:
@@ -128,6 +150,9 @@ class ControlPlaneApp:
             return self._local.answer(environ)
         if path == _MOTO_MANAGEMENT or path.startswith(_MOTO_MANAGEMENT + "/"):
             raise NotFound(f"{path} is moto's management API, which localmaker does not expose")
+        if protocol_of(environ) in _SIGNED_PROTOCOLS and signing_service(environ) is None:
+            # AWS answers an unsigned call so; moto would take it for S3 and fail with a 500.
+            raise MissingAuthenticationToken()
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("SageMaker."):
             operation = target.removeprefix("SageMaker.")
@@ -166,12 +191,13 @@ def _read_api_body(environ: Environ) -> bytes:
         raise RequestTimeout(f"the request body did not arrive whole: {exc}") from exc
 
 
-class _QuietRequestHandler(WSGIRequestHandler):
+class _QuietRequestHandler(HeadTrackingRequestHandler):
     """Request lines go to this module's logger at DEBUG, not to the user's terminal.
 
     Each connection has its own thread (werkzeug closes it after one request), so a slow client delays
-    only itself. ``timeout`` (set per control plane) bounds how long that thread waits on a client that
-    has stopped sending, so that clients which never finish a request do not hold threads forever.
+    only itself; how many threads there are is bounded (``connection_limits.py``). ``timeout`` (set per
+    control plane) bounds how long that thread waits on a client that has stopped sending, so that clients
+    which never finish a request do not hold threads forever.
     """
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -195,8 +221,10 @@ class ControlPlane:
         # Warnings and tracebacks (a provisioning failure) go here, not into the user's console.
         self.log_file = self.work_root / "control-plane.log"
         self._log_handler = add_file_log(self.log_file)
+        self.disk = DiskBudget(self.work_root, self.settings.max_disk_bytes)
         try:
-            self.logs = LogShipper(lambda: self.client("logs"))
+            self.logs = LogShipper(lambda: self.client("logs"), max_stream_bytes=self.settings.log_stream_max_bytes,
+                                   max_stream_events=self.settings.log_stream_max_events)
             self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs,
                                            region=region, container_paths=self.settings.container_paths)
             self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs, region=region,
@@ -205,11 +233,15 @@ class ControlPlane:
             self.transform = TransformRuntime(self.work_root, lambda: self.client("s3"), self._fetch_artifact,
                                               self.logs, region=region, container_paths=self.settings.container_paths,
                                               startup_timeout_s=startup_timeout_s)
+            quotas = ServiceQuotas(self.settings.quota_instances_per_type, self.settings.quota_instances_total,
+                                   self.disk)
             self.app = ControlPlaneApp(self.runtime, self.training, self.transform, self.client, self.metrics,
-                                       self.settings, self.region)
+                                       self.settings, self.region, RequestGuard(host, self.settings.allowed_origins),
+                                       quotas)
             handler = type("RequestHandler", (_QuietRequestHandler,), {"timeout": self.settings.client_timeout_s})
-            self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                       request_handler=handler)
+            self._server = BoundedThreadedWSGIServer(host, port, self.app, handler,
+                                                     max_threads=self.settings.max_connections,
+                                                     max_waiting=self.settings.max_waiting_connections)
         except BaseException:  # a port in use, say: the log handler must not outlive a control plane never made
             remove_file_log(self._log_handler)
             raise
@@ -232,6 +264,8 @@ class ControlPlane:
 
     def _fetch_artifact(self, url: str, destination: Path) -> None:
         bucket, key = parse_s3_url(url)
+        size = int(self.client("s3").head_object(Bucket=bucket, Key=key).get("ContentLength", 0))
+        self.disk.check_room(f"the artifact {url}", size)  # before a byte of it is written
         self.client("s3").download_file(bucket, key, str(destination))
 
     def start(self) -> ControlPlane:

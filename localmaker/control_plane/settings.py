@@ -55,6 +55,23 @@ class ControlPlaneSettings:
     # LOCALMAKER_ASYNC_DRAIN_TIMEOUT: how long a stopping control plane lets queued async requests finish
     # before it writes failure objects for the rest.
     async_drain_s: float = 30.0
+    # LOCALMAKER_MAX_CONNECTIONS, LOCALMAKER_MAX_WAITING_CONNECTIONS: connections the control plane serves at
+    # once (one thread each), and accepted ones that wait for a thread; beyond both, 503 + Retry-After at once.
+    max_connections: int = 256
+    max_waiting_connections: int = 256
+    # LOCALMAKER_QUOTA_INSTANCES_PER_TYPE, LOCALMAKER_QUOTA_INSTANCES_TOTAL: account-style quotas, per usage
+    # (endpoints, training jobs, transform jobs, as AWS counts them), on the instances (processes) running.
+    quota_instances_per_type: int = 16
+    quota_instances_total: int = 32
+    # LOCALMAKER_MAX_DISK_GB: what the control plane's work root may hold in all (artifacts, models, logs).
+    max_disk_bytes: int = 100 * 1024**3
+    # LOCALMAKER_LOG_STREAM_MAX_BYTES, LOCALMAKER_LOG_STREAM_MAX_EVENTS: what one log stream ships to
+    # CloudWatch Logs (counted as PutLogEvents counts) before it stops with a pointer to the whole file.
+    log_stream_max_bytes: int = 16 * 1024**2
+    log_stream_max_events: int = 100_000
+    # LOCALMAKER_ALLOWED_ORIGINS: web origins (scheme://host:port, comma-separated) allowed to call the
+    # control plane from a browser, besides its own.
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ControlPlaneSettings:
@@ -71,7 +88,26 @@ class ControlPlaneSettings:
             container_paths=ContainerPaths.from_env(environ),
             serverless_idle_s=defaults.serverless_idle_s if serverless_idle is None else serverless_idle,
             async_drain_s=defaults.async_drain_s if async_drain is None else async_drain,
-        )._with_server_size(environ)
+        )._with_server_size(environ)._with_resource_limits(environ)
+
+    def _with_resource_limits(self, environ: Mapping[str, str]) -> ControlPlaneSettings:
+        def whole(name: str, default: int, minimum: int = 1) -> int:
+            value = _whole(environ, name, minimum)
+            return default if value is None else value
+
+        disk_gb = _number(environ, "LOCALMAKER_MAX_DISK_GB", 0.001)
+        origins = environ.get("LOCALMAKER_ALLOWED_ORIGINS", "")
+        return dataclasses.replace(
+            self,
+            max_connections=whole("LOCALMAKER_MAX_CONNECTIONS", self.max_connections),
+            max_waiting_connections=whole("LOCALMAKER_MAX_WAITING_CONNECTIONS", self.max_waiting_connections, 0),
+            quota_instances_per_type=whole("LOCALMAKER_QUOTA_INSTANCES_PER_TYPE", self.quota_instances_per_type, 0),
+            quota_instances_total=whole("LOCALMAKER_QUOTA_INSTANCES_TOTAL", self.quota_instances_total, 0),
+            max_disk_bytes=self.max_disk_bytes if disk_gb is None else int(disk_gb * 1024**3),
+            log_stream_max_bytes=whole("LOCALMAKER_LOG_STREAM_MAX_BYTES", self.log_stream_max_bytes, 1024**2),
+            log_stream_max_events=whole("LOCALMAKER_LOG_STREAM_MAX_EVENTS", self.log_stream_max_events),
+            allowed_origins=tuple(o.strip().rstrip("/").lower() for o in origins.split(",") if o.strip()),
+        )
 
     def _with_server_size(self, environ: Mapping[str, str]) -> ControlPlaneSettings:
         workers, threads = server_size(environ)

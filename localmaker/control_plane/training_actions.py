@@ -8,6 +8,8 @@ from typing import Any
 
 from localmaker.control_plane.answers import Answer, overlaid
 from localmaker.control_plane.api_errors import ResourceInUse, ValidationException
+from localmaker.control_plane.resource_names import checked_names
+from localmaker.control_plane.service_quotas import ServiceQuotas, Usage, job_instances
 from localmaker.control_plane.training_runtime import TrainingRuntime
 from localmaker.control_plane.training_state import TrainingSpec, TrainingStatus
 from localmaker.spec.instance_types import lookup
@@ -19,18 +21,19 @@ Action = Callable[[dict[str, Any], Forward], Answer]
 class TrainingActions:
     """Each action answers, or raises an ApiError that the control plane's app serializes."""
 
-    def __init__(self, training: TrainingRuntime) -> None:
+    def __init__(self, training: TrainingRuntime, quotas: ServiceQuotas | None = None) -> None:
         self.training = training
+        self._quotas = quotas or ServiceQuotas.from_settings()  # instances per type and in all (service_quotas.py)
         # What each job's request said of its metrics: moto records a made-up definition in their place.
         self._metric_definitions: dict[str, Any] = {}
 
     def actions(self) -> dict[str, Action]:
-        return {
+        return checked_names({  # every name checked as AWS checks it, before moto records it (resource_names.py)
             "CreateTrainingJob": self.create_training_job,
             "DescribeTrainingJob": self.describe_training_job,
             "ListTrainingJobs": self.list_training_jobs,
             "StopTrainingJob": self.stop_training_job,
-        }
+        })
 
     def create_training_job(self, request: dict[str, Any], forward: Forward) -> Answer:
         # ValueError: a ConfigurationError (an instance type localmaker does not know), or a value of the
@@ -42,6 +45,7 @@ class TrainingActions:
             lookup(spec.instance_type)
         if self.training.get(spec.name) is not None:
             raise ResourceInUse(f"Training job {spec.name!r} already exists.")
+        self._quotas.admit(Usage.TRAINING, spec.name, job_instances(spec.instance_type, request.get("ResourceConfig")))
         answer = forward()
         if answer.ok:
             self._metric_definitions[spec.name] = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions")

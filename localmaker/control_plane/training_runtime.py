@@ -28,6 +28,7 @@ import localmaker
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import local_gpu_count
 from localmaker.control_plane.process_groups import kill_group
+from localmaker.control_plane.resource_names import UnsafePath, path_under
 from localmaker.control_plane.training_channels import ChannelError, fetch_channel, fetch_code
 from localmaker.control_plane.training_process import copy_output, start_script, wait_for_exit
 from localmaker.control_plane.training_state import HOST, TrainingJobRecord, TrainingSpec, TrainingStatus
@@ -66,7 +67,7 @@ class TrainingRuntime:
             return list(self._jobs)
 
     def create(self, spec: TrainingSpec) -> TrainingJobRecord:
-        job = TrainingJobRecord(spec=spec, work_dir=self._work_root / f"{spec.name}-{uuid.uuid4().hex[:8]}")
+        job = TrainingJobRecord(spec=spec, work_dir=path_under(self._work_root, f"{spec.name}-{uuid.uuid4().hex[:8]}"))
         with self._lock:
             if spec.name in self._jobs:
                 raise ValueError(f"Training job {spec.name!r} already exists.")
@@ -121,14 +122,14 @@ class TrainingRuntime:
             path.mkdir(parents=True, exist_ok=True)
         s3 = self._s3()
         for name, uri in job.spec.channels.items():
-            layout[f"channel:{name}"] = fetch_channel(name, uri, layout["input"] / name, s3)
+            layout[f"channel:{name}"] = fetch_channel(name, uri, _inside(layout["input"], name, "channel"), s3)
         submit = job.spec.hyperparameter("sagemaker_submit_directory")
         program = job.spec.hyperparameter("sagemaker_program")
         if not submit or not program:
             raise ChannelError("the job names no code: set the sagemaker_program and sagemaker_submit_directory "
                                "hyperparameters (Estimator.fit does)")
         fetch_code(submit, layout["code"], s3)
-        if not (layout["code"] / program).is_file():
+        if not _inside(layout["code"], program, "entry point").is_file():
             raise ChannelError(f"entry point {program!r} is not in the uploaded source directory")
         return layout
 
@@ -226,6 +227,14 @@ class TrainingRuntime:
             job.ended_at = time.time()
             job.status = status
         logger.info("training job %s: %s %s", job.spec.name, status.value, job.failure_reason)
+
+
+def _inside(folder: Path, name: str, what: str) -> Path:
+    """``folder / name``; a name that would lead out of it fails the job, naming what it was."""
+    try:
+        return path_under(folder, name)
+    except UnsafePath as exc:
+        raise ChannelError(f"{what} {name!r} must name a path inside {folder.name}/: {exc}") from None
 
 
 def _container_layout() -> dict[str, str]:

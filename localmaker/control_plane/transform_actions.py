@@ -20,6 +20,8 @@ from localmaker.control_plane.api_errors import (
     TransformJobNotFound,
     ValidationException,
 )
+from localmaker.control_plane.resource_names import checked_names
+from localmaker.control_plane.service_quotas import ServiceQuotas, Usage
 from localmaker.control_plane.transform_runtime import TransformModel, TransformRuntime
 from localmaker.control_plane.transform_state import TransformRequestError, TransformSpec, TransformStatus
 from localmaker.errors import ConfigurationError
@@ -33,18 +35,20 @@ Action = Callable[[dict[str, Any], Forward], Answer]
 class TransformActions:
     """Each action answers, or raises an ApiError that the control plane's app serializes."""
 
-    def __init__(self, transform: TransformRuntime, aws: Callable[[str], Any], region: str) -> None:
+    def __init__(self, transform: TransformRuntime, aws: Callable[[str], Any], region: str,
+                 quotas: ServiceQuotas | None = None) -> None:
         self.transform = transform
+        self._quotas = quotas or ServiceQuotas.from_settings()  # instances per type and in all (service_quotas.py)
         self._aws = aws  # boto3 clients that talk to this very control plane, for what moto recorded
         self._region = region
 
     def actions(self) -> dict[str, Action]:
-        return {
+        return checked_names({  # every name checked as AWS checks it, before moto records it (resource_names.py)
             "CreateTransformJob": self.create_transform_job,
             "DescribeTransformJob": self.describe_transform_job,
             "ListTransformJobs": self.list_transform_jobs,
             "StopTransformJob": self.stop_transform_job,
-        }
+        })
 
     def create_transform_job(self, request: dict[str, Any], forward: Forward) -> Answer:
         with (ValidationException.raised_for(TransformRequestError, ConfigurationError),
@@ -57,6 +61,7 @@ class TransformActions:
         if self.transform.get(spec.name) is not None:
             raise ResourceInUse(in_use)
         model = self._model(spec.model_name)
+        self._quotas.admit(Usage.TRANSFORM, spec.name, {"": (spec.instance_type, spec.instance_count)})
         answer = forward()
         if answer.ok:
             try:

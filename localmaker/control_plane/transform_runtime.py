@@ -28,6 +28,7 @@ from typing import Any
 from localmaker.control_plane.instance_process import STOP_GRACE_S, InstanceProcess
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import place
+from localmaker.control_plane.resource_names import path_under
 from localmaker.control_plane.transform_inputs import InputError, InputFile, list_inputs, output_location
 from localmaker.control_plane.transform_records import RecordSplitError, decompress, split_records
 from localmaker.control_plane.transform_state import TransformJobRecord, TransformSpec, TransformStatus
@@ -79,7 +80,7 @@ class TransformRuntime:
             return list(self._jobs)
 
     def create(self, spec: TransformSpec, model: TransformModel) -> TransformJobRecord:
-        job = TransformJobRecord(spec=spec, work_dir=self._work_root / f"{spec.name}-{uuid.uuid4().hex[:8]}")
+        job = TransformJobRecord(spec=spec, work_dir=path_under(self._work_root, f"{spec.name}-{uuid.uuid4().hex[:8]}"))
         thread = threading.Thread(target=self._run, args=(job, model), name=f"transform-{spec.name}", daemon=True)
         with self._lock:
             if spec.name in self._jobs:

@@ -96,7 +96,8 @@ def error_answer(error: ApiError, environ: Environ, json_content_type: str = AMZ
                f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
         return Answer.of(error.status, xml.encode("utf-8"), "text/xml", error.headers)
     if protocol is Protocol.REST_XML:
-        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(error.code)}</Code>'
+        code = getattr(error, "s3_code", error.code)  # S3 names some errors its own way (AccessDenied)
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(code)}</Code>'
                f"<Message>{escape(error.message)}</Message><RequestId>{uuid.uuid4()}</RequestId></Error>")
         return Answer.of(error.status, xml.encode("utf-8"), "application/xml", error.headers)
     if protocol is Protocol.CBOR:

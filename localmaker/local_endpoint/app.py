@@ -28,7 +28,6 @@ from localmaker.spec.names import CUSTOM_ATTRIBUTES_HEADER
 logger = logging.getLogger(__name__)
 
 
-
 def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
                on_stuck: Callable[[], None] | None = None) -> Flask:
     """Build the container app; the model loads once per process, in the background by default.
@@ -62,7 +61,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
                 "SageMaker real-time limit; send less data per request or use batch transform"
             )
         handlers, model = holder.require_ready()
-        body = request.get_data(cache=False)
+        body = _whole_body(settings.max_payload_bytes)
         if not body:
             raise BadRequest("the request body is empty; send a payload in the declared Content-Type")
         context = InvocationContext(
@@ -109,6 +108,25 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
     else:
         holder.load()
     return app
+
+
+def _whole_body(limit: int) -> bytes:
+    """The request body, or PayloadTooLarge once it is over ``limit``.
+
+    A chunked body declares no length, and werkzeug cuts such a body off at MAX_CONTENT_LENGTH without
+    a word: the handler would then run on the first 6 MB of a larger request. Under gunicorn the front
+    (``request_front``) refuses it before the app; this keeps the app itself from ever running on one.
+    """
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream, parts, size = request.environ["wsgi.input"], [], 0
+    while chunk := stream.read(64 * 1024):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the chunked request body is over the {limit}-byte SageMaker real-time "
+                                  "limit; send less data per request or use batch transform")
+    return b"".join(parts)
 
 
 def _response(answer: Answer) -> Response:

@@ -56,6 +56,12 @@ class ModelLoadFailed(ModelNotReady):
     code = "ModelLoadFailed"
 
 
+class WorkerReplacing(ModelNotReady):
+    """A model call is stuck past the timeout and its worker is being replaced: retry in a moment."""
+
+    code = "WorkerReplacing"
+
+
 class HandlerFailure(EndpointError):
     """The handler raised something that names no status: the container's 500.
 

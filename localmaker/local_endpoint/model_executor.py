@@ -8,7 +8,10 @@ it run one request at a time, exactly as before.
 
 A failure of a whole batch is retried request by request, so one bad request fails alone. A request that
 outlives the model-server timeout is answered with a timeout; if the model call itself is stuck, the
-worker asks to be replaced (``on_stuck``), since a thread cannot be stopped from outside.
+worker asks to be replaced (``on_stuck``), since a thread cannot be stopped from outside. A stuck call
+costs only its own request: for as long as it runs past the timeout, the requests queued behind it and
+every new one are refused at once (503 WorkerReplacing, with Retry-After), instead of each waiting the
+whole timeout for a model thread that will not come back.
 
 A call that answers with a ChunkStream (a handler that streams, see ``chunk_streams``), or a batch whose
 answer for a request is an iterator, keeps the model thread for as long as the iterator runs: it is
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localmaker.local_endpoint.chunk_streams import ChunkStream, Relay, RelayedItems, is_chunk_iterator
+from localmaker.local_endpoint.errors import WorkerReplacing
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class ModelExecutor:
         self._announced = 0  # requests between arrive() and submit(): the ones a batch may wait for
         self._thread: threading.Thread | None = None
         self._busy_since: float | None = None
+        self._overdue = False  # the call now running is past its timeout: nothing queued will run soon
         self._stuck_reported = False
 
     # -- request threads -----------------------------------------------------------------------
@@ -106,6 +111,8 @@ class ModelExecutor:
         with self._ready:
             if announced:  # in the same step as the append, so a forming batch never sees it in neither place
                 self._announced -= 1
+            if self._overdue or self._busy_for() >= self.timeout_s:
+                raise self._refusal()
             if self._thread is None:
                 # Started on first use, in the worker process: a thread started before gunicorn forks
                 # would not exist in the workers.
@@ -119,20 +126,43 @@ class ModelExecutor:
         try:
             return job.future.result(timeout=self.timeout_s)
         except FutureTimeout:
-            job.future.cancel()  # still queued: it will not run for nobody; already running: no effect
-            self._check_stuck()
+            # Still queued: cancelled, so it will not run for nobody. Already running: this very call is
+            # past its timeout, which is what being stuck means (the model thread's clock started a moment
+            # after this one, so its own measure would fall just short).
+            running = not job.future.cancel() and not job.future.done()
+            self._check_stuck(overdue=running)
             raise ModelTimedOut(
                 f"the model did not answer within SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout_s:g}s; "
                 "send a smaller request, or raise the timeout for this model"
             ) from None
 
-    def _check_stuck(self) -> None:
+    def _busy_for(self) -> float:
         busy_since = self._busy_since
-        if busy_since is None or time.monotonic() - busy_since < self.timeout_s or self._stuck_reported:
-            return
-        self._stuck_reported = True
+        return 0.0 if busy_since is None else time.monotonic() - busy_since
+
+    def _refusal(self) -> WorkerReplacing:
+        return WorkerReplacing(
+            f"the model has been stuck in an earlier call for {self._busy_for():.0f}s, past "
+            f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout_s:g}s, and this worker is being replaced; "
+            "retry after the Retry-After seconds"
+        )
+
+    def _check_stuck(self, overdue: bool = False) -> None:
+        with self._ready:
+            if self._busy_since is None or not (overdue or self._busy_for() >= self.timeout_s):
+                return
+            self._overdue = True
+            # The requests queued behind the stuck call are answered now, not each at its own timeout.
+            refusal = self._refusal()
+            while self._queue:
+                queued = self._queue.popleft()
+                if queued.future.set_running_or_notify_cancel():
+                    queued.future.set_exception(refusal)
+            if self._stuck_reported:
+                return
+            self._stuck_reported = True
         logger.error("the model call has run for %.0fs, past the %gs timeout; this worker will be replaced",
-                     time.monotonic() - busy_since, self.timeout_s)
+                     self._busy_for(), self.timeout_s)
         if self._on_stuck is not None:
             self._on_stuck()
 
@@ -148,7 +178,9 @@ class ModelExecutor:
                 else:
                     self._run_batch([job for job in jobs if isinstance(job, _Batchable)])
             finally:
-                self._busy_since = None
+                with self._ready:
+                    self._busy_since = None
+                    self._overdue = False  # the stuck call ended after all: requests may queue again
 
     def _run_solo(self, job: _Solo) -> None:
         try:
@@ -172,7 +204,7 @@ class ModelExecutor:
         return RelayedItems(relay, self.timeout_s, self._stream_went_silent)
 
     def _stream_went_silent(self) -> None:
-        self._check_stuck()
+        self._check_stuck(overdue=True)
         raise ModelTimedOut(
             f"the model's stream sent nothing for SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout_s:g}s; "
             "yield chunks more often, or raise the timeout for this model"

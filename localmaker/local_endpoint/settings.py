@@ -13,6 +13,9 @@ from localmaker.spec.names import DEFAULT_PROGRAM, MAX_PAYLOAD_BYTES, SAGEMAKER_
 
 DEFAULT_THREADS = 32
 DEFAULT_TIMEOUT_S = 60
+# LOCALMAKER_CLIENT_TIMEOUT: how long a client may fall silent in the middle of its request; the control
+# plane reads the same variable with the same default, so an instance bounds slow clients as it does.
+DEFAULT_CLIENT_TIMEOUT_S = 60.0
 # SAGEMAKER_TS_BATCH_SIZE: requests gathered into one predict_batch_fn call (not texts per forward pass).
 DEFAULT_MAX_BATCH_REQUESTS = 32
 DEFAULT_BATCH_DELAY_MS = 10
@@ -41,6 +44,20 @@ def server_size(environ: Mapping[str, str]) -> tuple[int, int]:
     """
     return (_int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
             _int(environ, "LOCALMAKER_SERVER_THREADS", DEFAULT_THREADS))
+
+
+def client_timeout(environ: Mapping[str, str]) -> float:
+    raw = (environ.get("LOCALMAKER_CLIENT_TIMEOUT") or "").strip()
+    if not raw:
+        return DEFAULT_CLIENT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"LOCALMAKER_CLIENT_TIMEOUT={raw!r} is not a number; set it to one, or unset it"
+                                 ) from None
+    if value < 1:
+        raise ConfigurationError(f"LOCALMAKER_CLIENT_TIMEOUT={raw} must be at least 1")
+    return value
 
 
 def model_server_timeout(environ: Mapping[str, str]) -> int:

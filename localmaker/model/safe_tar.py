@@ -10,10 +10,17 @@ That judging alone keeps extraction inside the destination, on every Python. Ext
 to a temp dir beside the destination and is renamed into place, so a failure half-way (a corrupt
 stream, a full disk) leaves nothing behind. ``filter="data"`` is passed as well, as defence in
 depth, where the running Python supports it (3.10.12+, 3.11.4+).
+
+Parsing an untrusted archive can itself be the attack (a PAX header that sends CPython's regex into
+quadratic time while it holds the interpreter lock, a long name that declares a gigabyte, a tree deep
+enough to exhaust recursion), so :func:`unpack` does all of the above in a child process with limits
+on CPU, wall time and memory (``unpack_sandbox``), after ``tar_prescan`` has bounded every header and
+name before tarfile reads them. :func:`unpack_here` is the part that runs in that child.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -21,14 +28,18 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from localmaker.errors import ArtifactError, ConfigurationError
+from localmaker.model.archive_limits import DEFAULT_LIMITS, ArchiveLimits
+from localmaker.model.tar_prescan import prescan, shown
+from localmaker.model.unpack_sandbox import unpack_in_child
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
-DEFAULT_MAX_MEMBERS = 100_000
+DEFAULT_MAX_TOTAL_BYTES = DEFAULT_LIMITS.max_total_bytes
+DEFAULT_MAX_MEMBERS = DEFAULT_LIMITS.max_members
 
 _HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 _STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
@@ -44,7 +55,7 @@ def _is_outside(relpath: str) -> bool:
 
 
 def _refuse(archive: Path, member: tarfile.TarInfo, why: str) -> ArtifactError:
-    return ArtifactError(f"refusing to unpack {archive}: member {member.name!r} {why}")
+    return ArtifactError(f"refusing to unpack {archive}: member {shown(member.name)} {why}")
 
 
 def judge_member(archive: Path, member: tarfile.TarInfo) -> None:
@@ -148,75 +159,102 @@ def _judge_links(archive: Path, members: list[tarfile.TarInfo]) -> None:
             raise _refuse(archive, member, why)
 
 
-def _judge_archive(archive: Path, tf: tarfile.TarFile, max_total_bytes: int, max_members: int) -> list[tarfile.TarInfo]:
-    """Read every header and judge it; return the members once all of them passed."""
-    members: list[tarfile.TarInfo] = []
-    total = 0
-    for member in tf:
-        if len(members) >= max_members:
-            raise ArtifactError(
-                f"refusing to unpack {archive}: more than {max_members} members (at {member.name!r}); "
-                f"this looks like a tar bomb"
-            )
+def _judge_archive(archive: Path, members: list[tarfile.TarInfo], limits: ArchiveLimits) -> None:
+    """Judge every member (the pre-scan has already counted them and summed their sizes)."""
+    for member in members:
         judge_member(archive, member)
-        if member.isreg():
-            total += member.size
-            if total > max_total_bytes:
-                why = f"takes the unpacked size over the {max_total_bytes}-byte cap (tar bomb?)"
-                raise _refuse(archive, member, why)
-        members.append(member)
+        depth = len(_normalise(member.name).split("/"))
+        if depth > limits.max_depth:
+            raise _refuse(archive, member, f"is {depth} folders deep, over the limit of {limits.max_depth}")
     _judge_links(archive, members)
-    return members
 
 
-def _check_dest(dest: Path) -> None:
+def make_scratch(dest: Path) -> Path:
+    """An empty folder beside ``dest`` to extract into, so the rename into place is atomic."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
+
+
+def check_destination(dest: Path) -> None:
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise ConfigurationError(f"cannot unpack into {dest}: it exists and is not a directory")
     if dest.is_dir() and any(dest.iterdir()):
         raise ConfigurationError(f"cannot unpack into {dest}: the directory is not empty")
 
 
-def unpack(
-    archive: Path,
-    dest: Path,
-    *,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
-    max_members: int = DEFAULT_MAX_MEMBERS,
-) -> Path:
-    """Safely extract ``archive`` (gzip-compressed or plain tar) into ``dest`` and return ``dest``.
+def _reporting(members: list[tarfile.TarInfo], on_member: Callable[[str], None]) -> Iterator[tarfile.TarInfo]:
+    for member in members:
+        on_member(member.name)
+        yield member
 
-    ``dest`` must not exist or be an empty directory. All members are judged before anything is
-    written; on any failure ``dest`` is left as it was.
+
+def unpack_here(archive: Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS,
+                on_member: Callable[[str], None] = lambda name: None, scratch: Path | None = None) -> int:
+    """Judge and extract ``archive`` in *this* process; the number of members unpacked.
+
+    Only the unpacking process calls this (``unpack_child``): the limits on time and memory are that
+    process's. ``on_member`` hears each member's name before it is read, so a kill can name it.
+    ``scratch``, an empty folder beside ``dest``, is where extraction goes before the rename; the caller
+    that made it removes it, also when this process is killed half-way.
     """
-    archive, dest = Path(archive), Path(dest)
-    if not archive.is_file():
-        raise ArtifactError(f"model archive {archive} does not exist or is not a file")
-    _check_dest(dest)
+    check_destination(dest)
+    try:
+        members = prescan(archive, limits, on_member)
+    except ArtifactError:
+        raise
+    except _STREAM_ERRORS as exc:
+        raise ArtifactError(f"{archive} is not a readable tar or tar.gz archive: {exc}") from exc
+    _judge_archive(archive, members, limits)
     try:
         # Not a `with`: only the open itself should map to "not a tar"; the `with` follows below.
         tf = tarfile.open(archive, mode="r:*")  # noqa: SIM115
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except _STREAM_ERRORS as exc:
         raise ArtifactError(f"{archive} is not a readable tar or tar.gz archive: {exc}") from exc
     with tf:
-        try:
-            members = _judge_archive(archive, tf, max_total_bytes, max_members)
-        except ArtifactError:
-            raise
-        except _STREAM_ERRORS as exc:
-            raise ArtifactError(f"{archive} is corrupt or truncated: {exc}") from exc
-
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".unpacking", dir=dest.parent))
+        tmp = scratch if scratch is not None else make_scratch(dest)
         try:
             if _HAS_DATA_FILTER:
-                tf.extractall(tmp, members=members, filter="data")
+                tf.extractall(tmp, members=_reporting(members, on_member), filter="data")
             else:  # Pythons without PEP 706: the judging above is the whole guard, and suffices
-                tf.extractall(tmp, members=members)
+                tf.extractall(tmp, members=_reporting(members, on_member))
             os.replace(tmp, dest)  # POSIX rename may replace an empty directory, checked above
         except _STREAM_ERRORS as exc:
             raise ArtifactError(f"failed to unpack {archive} into {dest}: {exc}") from exc
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("unpacked %s (%d members) into %s", archive, len(members), dest)
+    return len(members)
+
+
+def unpack(
+    archive: Path,
+    dest: Path,
+    *,
+    max_total_bytes: int | None = None,
+    max_members: int | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> Path:
+    """Safely extract ``archive`` (gzip-, bzip2-, xz-compressed or plain tar) into ``dest``; return ``dest``.
+
+    ``dest`` must not exist or be an empty directory. All members are judged before anything is
+    written; on any failure ``dest`` is left as it was. ``max_total_bytes`` and ``max_members``, when
+    given, override those of ``limits``. The work happens in a child process under ``limits`` (see
+    ``unpack_sandbox``), so no archive can stall or bloat the caller's process.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise ArtifactError(f"model archive {archive} does not exist or is not a file")
+    check_destination(dest)
+    limits = limits.with_overrides(max_total_bytes=max_total_bytes, max_members=max_members)
+    created = not dest.parent.exists()
+    scratch = make_scratch(dest)
+    try:
+        members = unpack_in_child(archive, dest, scratch, limits)
+    finally:  # a child killed half-way cannot clean up after itself
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+        if created and not dest.exists():
+            with contextlib.suppress(OSError):
+                dest.parent.rmdir()
+    logger.info("unpacked %s (%d members) into %s", archive, members, dest)
     return dest

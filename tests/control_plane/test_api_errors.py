@@ -99,6 +99,12 @@ def plane(tmp_path_factory: pytest.TempPathFactory, hold_dir: Path) -> Iterator[
         control_plane.stop()
 
 
+# A SigV4 Authorization header in form (the control plane verifies no signature, but answers an unsigned call
+# MissingAuthenticationToken, as AWS does).
+SIGNED = ("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sagemaker/aws4_request, "
+          "SignedHeaders=host, Signature=0")
+
+
 def _request(plane: ControlPlane, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
     """One raw HTTP request; the answer's status, headers (lower-cased names) and JSON body."""
@@ -113,7 +119,8 @@ def _request(plane: ControlPlane, method: str, path: str, body: bytes | None = N
 
 
 def _api(plane: ControlPlane, action: str, body: bytes) -> tuple[int, dict[str, str], Any]:
-    return _request(plane, "POST", "/", body, {"X-Amz-Target": f"SageMaker.{action}", "Content-Type": AMZ_JSON})
+    return _request(plane, "POST", "/", body, {"X-Amz-Target": f"SageMaker.{action}", "Content-Type": AMZ_JSON,
+                                               "Authorization": SIGNED})  # unsigned: MissingAuthenticationToken
 
 
 def _caught(call: Any, **kwargs: Any) -> dict[str, Any]:
@@ -256,12 +263,13 @@ def _hung_up(plane: ControlPlane, head: bytes) -> tuple[int, dict[str, str], Any
 
 
 def test_a_body_cut_short_is_a_request_timeout_on_either_api(plane):
-    api = (b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: SageMaker.CreateEndpoint\r\n"
+    api = (b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: SageMaker.CreateEndpoint\r\n"
+           b"Authorization: " + SIGNED.encode() + b"\r\n"
            b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 100\r\n\r\n")
     status, headers, body = _hung_up(plane, api)
     _assert_shape(status, headers, body, api_errors.RequestTimeout, AMZ_JSON)
     assert "did not arrive whole" in body["message"]
-    invoke = (f"POST /endpoints/{ENDPOINT}/invocations HTTP/1.1\r\nHost: x\r\n"
+    invoke = (f"POST /endpoints/{ENDPOINT}/invocations HTTP/1.1\r\nHost: localhost\r\n"
               "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n").encode()
     status, headers, body = _hung_up(plane, invoke)
     _assert_shape(status, headers, body, api_errors.RequestTimeout, RUNTIME_JSON)
@@ -295,7 +303,7 @@ def test_a_container_error_is_a_model_error_whose_log_arn_names_the_control_plan
 def test_a_payload_over_the_limit_is_a_bare_413(plane):
     # Judged by Content-Length, before a byte of the body is read.
     status, headers, body = _hung_up(plane, (
-        f"POST /endpoints/{ENDPOINT}/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST /endpoints/{ENDPOINT}/invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         f"Content-Length: {MAX_PAYLOAD_BYTES + 1}\r\n\r\n").encode())
     assert (status, body) == (413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."})
     assert headers["content-type"] == RUNTIME_JSON and "x-amzn-errortype" not in headers

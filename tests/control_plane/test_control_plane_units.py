@@ -92,6 +92,11 @@ def test_model_error_message_mirrors_botocore():
     assert "server error (500)" in str(ModelError(500, "boom"))
 
 
+# A SigV4 Authorization header in form: an unsigned call is answered MissingAuthenticationToken, as AWS does.
+SIGNED = ("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sagemaker/aws4_request, "
+          "SignedHeaders=host, Signature=0")
+
+
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     """One raw HTTP request, as a client other than botocore might send it."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
@@ -123,7 +128,7 @@ def test_a_variant_weight_that_is_not_a_finite_share_is_refused(session, weight)
 
 def test_a_negative_weight_or_a_count_that_is_no_number_is_refused_from_any_client(session):
     # botocore checks these bounds itself; another client need not, so the control plane does too.
-    target = {"Content-Type": "application/x-amz-json-1.1"}
+    target = {"Content-Type": "application/x-amz-json-1.1", "Authorization": SIGNED}
     config = json.dumps({"EndpointConfigName": "raw", "ProductionVariants": [
         {"VariantName": "A", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
          "InitialVariantWeight": -1}]}).encode()
@@ -138,7 +143,8 @@ def test_a_negative_weight_or_a_count_that_is_no_number_is_refused_from_any_clie
 
 def test_malformed_api_bodies_are_400s_and_the_control_plane_serves_on(session):
     url = session.endpoint_url
-    target = {"X-Amz-Target": "SageMaker.CreateEndpoint", "Content-Type": "application/x-amz-json-1.1"}
+    target = {"X-Amz-Target": "SageMaker.CreateEndpoint", "Content-Type": "application/x-amz-json-1.1",
+              "Authorization": SIGNED}
     for body in (b"[]", b"null", b"42"):
         status, error = _post(url, body, {**target, "Content-Length": str(len(body))})
         assert (status, error["__type"]) == (400, "SerializationException"), body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from localmaker.local_endpoint.errors import WorkerReplacing
 from localmaker.local_endpoint.model_executor import ModelExecutor, ModelTimedOut
 
 
@@ -112,12 +114,52 @@ def test_a_stuck_model_call_times_out_and_asks_for_a_new_worker():
     with pytest.raises(ModelTimedOut, match="SAGEMAKER_MODEL_SERVER_TIMEOUT=0.5s") as timed_out:
         executor.run(lambda: stuck.wait(30))
     assert timed_out.value.status_code == 504
-    with pytest.raises(ModelTimedOut):  # queued behind the stuck call: it times out too
-        executor.run(lambda: retire_requests.append("ran after its caller gave up"))
-    assert retire_requests == ["retire"]  # asked once, however many requests time out
+    assert retire_requests == ["retire"]  # asked by the stuck call's own timeout, not a later request's
+    started = time.monotonic()
+    with pytest.raises(WorkerReplacing, match="being replaced") as refused:  # at once, not after a timeout
+        executor.run(lambda: retire_requests.append("ran behind a stuck call"))
+    assert time.monotonic() - started < 0.1
+    assert refused.value.status == 503
+    assert retire_requests == ["retire"]  # asked once, however many requests are refused
     stuck.set()
-    assert executor.run(lambda: "after") == "after"  # runs after the abandoned call would have
-    assert retire_requests == ["retire"]  # so the abandoned call was skipped, not run for nobody
+    deadline = time.monotonic() + 5
+    while True:  # the stuck call ended after all: the executor serves again (outside gunicorn, nobody retires it)
+        try:
+            assert executor.run(lambda: "after") == "after"
+            break
+        except WorkerReplacing:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert retire_requests == ["retire"]  # the refused call never ran
+
+
+def test_requests_queued_behind_a_call_that_gets_stuck_are_refused_when_it_does_not_at_their_own_timeout():
+    stuck = threading.Event()
+    executor = ModelExecutor(max_batch_size=1, max_delay_s=0, timeout_s=1.0)
+    outcomes: dict[str, object] = {}
+
+    def stuck_call() -> None:
+        with contextlib.suppress(ModelTimedOut):
+            executor.run(lambda: stuck.wait(30))
+
+    def queued_call() -> None:
+        started = time.monotonic()
+        try:
+            executor.run(lambda: "ran")
+        except WorkerReplacing as exc:
+            outcomes["error"] = exc
+        outcomes["waited"] = time.monotonic() - started
+
+    first = threading.Thread(target=stuck_call)
+    first.start()
+    time.sleep(0.5)
+    second = threading.Thread(target=queued_call)
+    second.start()
+    first.join(5)
+    second.join(5)
+    stuck.set()
+    assert isinstance(outcomes["error"], WorkerReplacing)
+    assert outcomes["waited"] < 0.9  # refused when the stuck call timed out (about 0.5 s), not after 1 s
 
 
 def test_a_system_exit_from_a_batch_fails_its_request_and_the_model_thread_serves_on():

@@ -1,0 +1,173 @@
+"""Instances and disk are bounded per control plane, and a request over a bound starts nothing.
+
+Every instance is a gunicorn process on this machine: ``InitialInstanceCount=100000`` started 185 of them
+in 10 s before the quotas. Each refusal is AWS's ResourceLimitExceeded, in AWS's words.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from localmaker.control_plane.server import ControlPlane
+from localmaker.control_plane.settings import ControlPlaneSettings
+from localmaker.spec.names import LOCAL_CREDENTIALS, PLACEHOLDER_ROLE
+from tests.reliability.conftest import code_only_archive, wait_until
+
+ECHO = """
+    def model_fn(model_dir):
+        return None
+
+    def transform_fn(model, body, content_type, accept):
+        return body, "application/json"
+"""
+BUCKET = "quota-models"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
+QUOTA_TEXT = re.compile(r"The account-level service limit '(?P<quota>[^']+)' is (?P<limit>\d+) Instances, with current "
+                        r"utilization of (?P<used>\d+) Instances and a request delta of (?P<delta>\d+) Instances\. "
+                        r"Please use AWS Service Quotas to request an increase for this quota\.")
+
+
+class Plane:
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.control_plane = control_plane
+        self.sagemaker = self._client("sagemaker")
+        self.s3 = self._client("s3")
+
+    def _client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.control_plane.url, region_name="us-east-1", **LOCAL_CREDENTIALS)
+
+    def config(self, name: str, variants: list[tuple[str, int]]) -> None:
+        self.sagemaker.create_model(ModelName=name, ExecutionRoleArn=PLACEHOLDER_ROLE, PrimaryContainer={
+            "Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/echo/model.tar.gz"})
+        self.sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": f"v{index}", "ModelName": name, "InitialInstanceCount": count, "InstanceType": kind}
+            for index, (kind, count) in enumerate(variants)])
+
+    def refused(self, call: str, **kwargs: Any) -> dict[str, str]:
+        with pytest.raises(ClientError) as caught:
+            getattr(self.sagemaker, call)(**kwargs)
+        error = caught.value.response["Error"]
+        assert (caught.value.response["ResponseMetadata"]["HTTPStatusCode"], error["Code"]) == \
+            (400, "ResourceLimitExceeded"), error
+        match = QUOTA_TEXT.match(error["Message"])
+        assert match, error["Message"]
+        return match.groupdict()
+
+
+def _instance_processes() -> list[int]:
+    """Live gunicorn processes started below this test process (the instances)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        marker = f"LOCALMAKER_TEST_RUN={os.environ.get('LOCALMAKER_TEST_RUN')}".encode()
+        if b"gunicorn" in command and marker in environ:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory, localmaker_home: Path) -> Iterator[Plane]:
+    settings = ControlPlaneSettings(quota_instances_per_type=2, quota_instances_total=3)
+    control_plane = ControlPlane(work_root=tmp_path_factory.mktemp("quotas"), startup_timeout_s=120,
+                                 settings=settings).start()
+    try:
+        plane = Plane(control_plane)
+        plane.s3.create_bucket(Bucket=BUCKET)
+        archive = code_only_archive(tmp_path_factory.mktemp("echo"), ECHO)
+        plane.s3.upload_file(str(archive), BUCKET, "echo/model.tar.gz")
+        yield plane
+    finally:
+        control_plane.stop()
+
+
+def test_a_hundred_thousand_instances_are_refused_in_aws_words_and_nothing_starts(plane):
+    before = _instance_processes()
+    plane.config("huge", [("ml.m5.xlarge", 100_000)])
+    quota = plane.refused("create_endpoint", EndpointName="huge", EndpointConfigName="huge")
+    assert quota == {"quota": "ml.m5.xlarge for endpoint usage", "limit": "2", "used": "0", "delta": "100000"}
+    assert plane.control_plane.runtime.get("huge") is None and _instance_processes() == before
+    with pytest.raises(ClientError, match="Could not find endpoint"):  # not recorded either
+        plane.sagemaker.describe_endpoint(EndpointName="huge")
+    plane.config("spread", [("ml.m5.large", 2), ("ml.c5.xlarge", 2)])  # each type fits, the total does not
+    quota = plane.refused("create_endpoint", EndpointName="spread", EndpointConfigName="spread")
+    assert quota == {"quota": "Number of instances across all endpoints", "limit": "3", "used": "0", "delta": "4"}
+
+
+def test_usage_counts_running_endpoints_and_frees_on_delete(plane):
+    plane.config("first", [("ml.m5.large", 2)])
+    plane.sagemaker.create_endpoint(EndpointName="first", EndpointConfigName="first")
+    try:
+        plane.config("second", [("ml.m5.large", 1)])
+        quota = plane.refused("create_endpoint", EndpointName="second", EndpointConfigName="second")
+        assert quota == {"quota": "ml.m5.large for endpoint usage", "limit": "2", "used": "2", "delta": "1"}
+        plane.sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="first",
+                                                               WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        quota = plane.refused("update_endpoint_weights_and_capacities", EndpointName="first",
+                              DesiredWeightsAndCapacities=[{"VariantName": "v0", "DesiredInstanceCount": 5}])
+        assert (quota["used"], quota["delta"]) == ("0", "5")  # its own 2 are replaced, not added to
+        # Blue/green: the old fleet serves while the new one starts, so both count.
+        quota = plane.refused("update_endpoint", EndpointName="first", EndpointConfigName="second")
+        assert quota == {"quota": "ml.m5.large for endpoint usage", "limit": "2", "used": "2", "delta": "1"}
+        assert len(plane.control_plane.runtime.get("first").instances()) == 2  # type: ignore[union-attr]
+    finally:
+        plane.sagemaker.delete_endpoint(EndpointName="first")
+    plane.sagemaker.create_endpoint(EndpointName="second", EndpointConfigName="second")  # the quota came back
+    plane.sagemaker.delete_endpoint(EndpointName="second")
+
+
+def test_training_and_transform_jobs_have_quotas_of_their_own(plane):
+    quota = plane.refused("create_training_job", TrainingJobName="wide", RoleArn=PLACEHOLDER_ROLE,
+                          AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+                          OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/out"},
+                          ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 3, "VolumeSizeInGB": 1},
+                          StoppingCondition={"MaxRuntimeInSeconds": 60})
+    assert quota == {"quota": "ml.m5.large for training job usage", "limit": "2", "used": "0", "delta": "3"}
+    assert plane.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    plane.config("transformer", [("ml.m5.large", 1)])
+    quota = plane.refused("create_transform_job", TransformJobName="wide", ModelName="transformer",
+                          TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                                          "S3Uri": f"s3://{BUCKET}/in"}}},
+                          TransformOutput={"S3OutputPath": f"s3://{BUCKET}/out"},
+                          TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 4})
+    assert quota == {"quota": "ml.m5.large for transform job usage", "limit": "2", "used": "0", "delta": "4"}
+    assert plane.sagemaker.list_transform_jobs()["TransformJobSummaries"] == []
+
+
+def test_the_disk_cap_refuses_new_work_and_an_artifact_that_would_not_fit(tmp_path, localmaker_home):
+    settings = ControlPlaneSettings(max_disk_bytes=4 * 1024**2)
+    control_plane = ControlPlane(work_root=tmp_path / "plane", startup_timeout_s=60, settings=settings).start()
+    try:
+        plane = Plane(control_plane)
+        plane.s3.create_bucket(Bucket=BUCKET)
+        plane.s3.put_object(Bucket=BUCKET, Key="echo/model.tar.gz", Body=os.urandom(5 * 1024**2))  # over the cap
+        plane.config("too-big", [("ml.m5.large", 1)])
+        plane.sagemaker.create_endpoint(EndpointName="too-big", EndpointConfigName="too-big")
+        wait_until(lambda: plane.sagemaker.describe_endpoint(EndpointName="too-big")["EndpointStatus"] == "Failed",
+                   "the endpoint to fail on the disk cap")
+        reason = plane.sagemaker.describe_endpoint(EndpointName="too-big")["FailureReason"]
+        assert "disk cap is 4,194,304 bytes" in reason and "LOCALMAKER_MAX_DISK_GB" in reason, reason
+        assert not list((tmp_path / "plane").rglob("model.tar.gz"))  # refused before a byte was written
+        plane.sagemaker.delete_endpoint(EndpointName="too-big")
+        (tmp_path / "plane" / "filler").write_bytes(os.urandom(5 * 1024**2))  # something else filled it
+        plane.config("after", [("ml.m5.large", 1)])
+        with pytest.raises(ClientError) as caught:
+            plane.sagemaker.create_endpoint(EndpointName="after", EndpointConfigName="after")
+        error = caught.value.response["Error"]
+        assert error["Code"] == "ResourceLimitExceeded" and "endpoint 'after' cannot start" in error["Message"]
+        assert control_plane.runtime.get("after") is None
+    finally:
+        control_plane.stop()
