@@ -28,7 +28,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from localmaker.model.sources import resolve_source
 
     model_dir = resolve_source(args.model_dir)
-    extra = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(args.workers)}
+    extra = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(args.workers), "LOCALMAKER_BIND_HOST": args.host}
     if not (model_dir / CODE_FOLDER / os.environ.get("SAGEMAKER_PROGRAM", DEFAULT_PROGRAM)).is_file():
         extra["LOCALMAKER_CODE_DIR"] = str(CODE_DIR)  # a bare model dir is served with the built-in handlers
     env = instance_environment(model_dir, None, extra)

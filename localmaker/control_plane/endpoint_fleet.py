@@ -20,6 +20,7 @@ from localmaker.control_plane.instance_process import STOP_GRACE_S, InstanceProc
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import Placement, place
 from localmaker.control_plane.resource_names import path_under
+from localmaker.errors import ArtifactError
 from localmaker.local_endpoint.container_paths import ContainerPaths
 from localmaker.model.safe_tar import unpack
 from localmaker.spec.instance_types import lookup
@@ -53,7 +54,10 @@ class EndpointFleet:
         archive.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._fetch(model_data_url, archive)
-            return unpack(archive, destination)
+            try:
+                return unpack(archive, destination)
+            except ArtifactError as exc:  # it names the local copy; the user knows the artifact by its URL
+                raise ArtifactError(f"the ModelDataUrl {model_data_url} cannot be unpacked: {exc}") from exc
         finally:
             archive.unlink(missing_ok=True)
 

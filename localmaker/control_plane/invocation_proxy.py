@@ -12,6 +12,7 @@ so a client that uploads slowly holds only its own connection's thread, never ca
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
 from localmaker.control_plane.serverless_scaler import ServerlessScaler
 from localmaker.control_plane.settings import ControlPlaneSettings
+from localmaker.local_endpoint.errors import ModelNotReady, WorkerReplacing
 from localmaker.local_endpoint.instance_transport import (
     ConnectionDropped,
     InstanceUnreachable,
@@ -64,6 +66,8 @@ _FORWARDED_HEADERS = {
 }
 TARGET_VARIANT = environ_key(TARGET_VARIANT_HEADER)
 INVOCATION_TIMEOUT_S = 600.0
+# Container refusals that come before the handler runs, so that resending elsewhere cannot run it twice.
+_NOT_RUN_CODES = frozenset({WorkerReplacing.code, ModelNotReady.code})
 
 
 class InvocationProxy:
@@ -161,6 +165,12 @@ class InvocationProxy:
                 self.record(name, variant_name, 500, None, started)
                 raise ModelError(self._region, name, 500, str(exc)) from exc
             self.record(name, variant_name, answer.status, time.perf_counter() - sent, started)
+            if _refused_before_the_handler(answer):
+                # Its worker is being replaced (a stuck call) or is still loading: the handler never ran,
+                # so another instance may take the request, or the caller retries after the 503 below.
+                logger.info("instance %s of %s is replacing its worker; sending to another",
+                            instance.process.instance_id, name)
+                continue
             if answer.status >= 400:
                 raise ModelError(self._region, name, answer.status, answer.data.decode("utf-8", "replace"))
             reply_headers = [("Content-Type", answer.headers.get("Content-Type", "application/octet-stream")),
@@ -179,6 +189,17 @@ class InvocationProxy:
             return
         total = time.perf_counter() - started
         self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
+
+def _refused_before_the_handler(answer: urllib3.BaseHTTPResponse) -> bool:
+    """A container 503 whose code says no handler ran (local_endpoint/errors.py's WorkerReplacing, ModelNotReady)."""
+    if answer.status != 503:
+        return False
+    try:
+        code = json.loads(answer.data)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return code in _NOT_RUN_CODES
+
 
 def admission_refusal(name: str, refused: Refused) -> ApiError:
     """The runtime API's answer when an endpoint has no slot for a request."""

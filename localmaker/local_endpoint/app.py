@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, request
 
+from localmaker.local_endpoint.browser_guard import check_browser_request
 from localmaker.local_endpoint.chunk_streams import ChunkStream
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import (
@@ -46,6 +47,11 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
                              on_stuck=on_stuck)
     # The document is fixed for the process, and serving it must not depend on the model (nor load code).
     openapi_json = json.dumps(openapi_document())
+
+    @app.before_request
+    def refuse_web_pages() -> None:
+        check_browser_request(request.headers.get("Host", ""), request.headers.get("Origin"),
+                              request.headers.get("Sec-Fetch-Site"), settings.bind_host)
 
     @app.get("/ping")
     def ping() -> Response:

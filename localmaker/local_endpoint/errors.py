@@ -30,6 +30,13 @@ class BadRequest(EndpointError):
     code = "BadRequest"
 
 
+class Forbidden(EndpointError):
+    """A request a web page made (a foreign Host or an Origin): the container runs code for its caller."""
+
+    status = 403
+    code = "AccessDenied"
+
+
 class UnsupportedAccept(EndpointError):
     status = 406
     code = "UnsupportedAccept"

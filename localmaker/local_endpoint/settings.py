@@ -78,6 +78,9 @@ class EndpointSettings:
     default_accept: str = JSON
     # Where the control plane placed the instance (LOCALMAKER_DEVICE): cpu, or cuda:N.
     device: str = "cpu"
+    # The address gunicorn binds (LOCALMAKER_BIND_HOST, set by `localmaker serve --host`): loopback unless
+    # the user opened the container to other machines, which lifts the Host check (browser_guard.py).
+    bind_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EndpointSettings:
@@ -94,4 +97,5 @@ class EndpointSettings:
             log_file=Path(log_file) if log_file else None,
             default_accept=environ.get(DEFAULT_ACCEPT_ENV) or JSON,
             device=environ.get("LOCALMAKER_DEVICE") or "cpu",
+            bind_host=environ.get("LOCALMAKER_BIND_HOST") or "127.0.0.1",
         )

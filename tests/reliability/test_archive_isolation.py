@@ -158,4 +158,7 @@ def test_hostile_archives_neither_stall_nor_grow_the_control_plane(serving: Cont
         described = sagemaker.describe_endpoint(EndpointName=name)
         assert described["EndpointStatus"] == "Failed", (name, described)
         reason = described["FailureReason"]
-        assert reason.startswith("refusing to unpack ") and why in reason, (name, reason)
+        url = sagemaker.describe_model(ModelName=name)["PrimaryContainer"]["ModelDataUrl"]
+        # The artifact is named as the user knows it, then the refusal names the member and the limit.
+        assert reason.startswith(f"the ModelDataUrl {url} cannot be unpacked: refusing to unpack "), (name, reason)
+        assert why in reason, (name, reason)

@@ -238,3 +238,37 @@ def test_expect_100_continue_gets_one_interim_answer_then_the_response(instance)
         sock.sendall(body)
         (response,) = _read_responses(sock, 1)
     assert response.startswith(b"HTTP/1.1 200 "), response[:200]  # not a second "100 Continue"
+
+
+@pytest.mark.parametrize("extra_header", [
+    "Host: evil.example",                      # DNS rebinding: the page's own name, pointed at 127.0.0.1
+    "Host: 127.0.0.1.evil.example:8080",       # a name that only starts like an address
+    "Origin: http://evil.example",             # a "simple" cross-origin POST (text/plain needs no preflight)
+    "Origin: null",                            # a sandboxed frame or a file:// page
+    "Sec-Fetch-Site: cross-site",              # a browser that sent no Origin
+])
+def test_a_request_a_web_page_made_is_refused_403_before_the_handler(instance, extra_header: str):
+    payload = b'{"id": "from-a-web-page"}'
+    host = "" if extra_header.startswith("Host:") else "Host: 127.0.0.1\r\n"
+    head = (f"POST /invocations HTTP/1.1\r\n{host}{extra_header}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    with _connect(instance) as sock:
+        sock.sendall(head + payload)
+        answer = _answer(sock)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 403"), answer[:300]
+    assert json.loads(body)["error"]["code"] == "AccessDenied"
+    assert f"body-{len(payload)}" not in _bodies_seen(instance)  # input_fn never ran
+    status_after, _, body_after = invoke(instance.url, b'{"id": "after"}')
+    assert (status_after, json.loads(body_after)) == (200, {"id": "after"})  # and the instance keeps serving
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.8.9.10", "[::1]", "sub.localhost"])
+def test_loopback_hosts_are_served(instance, host: str):
+    payload = json.dumps({"id": f"via-{host}"}).encode()
+    head = (f"POST /invocations HTTP/1.1\r\nHost: {host}:{urlsplit(instance.url).port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    with _connect(instance) as sock:
+        sock.sendall(head + payload)
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]

@@ -12,8 +12,19 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.reliability.direct_instance import invoke, running_instance
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from localmaker.control_plane.server import ControlPlane
+from localmaker.deploy import Model, Session
+from localmaker.spec.names import LOCAL_CREDENTIALS
+from localmaker.spec.names import PLACEHOLDER_ROLE as ROLE
+from tests.reliability.conftest import code_only_archive
+from tests.reliability.direct_instance import SLEEPY_HANDLER, invoke, running_instance
 
 TIMEOUT_S = 3
 FAST_S = 2.0  # "at once": a refusal, or the wait for a fresh worker to boot, on a loaded machine
@@ -65,3 +76,41 @@ def test_requests_after_a_stuck_call_are_answered_at_once_and_a_fresh_worker_tak
         print(f"\nstuck call answered in {outcomes['stuck'][2]:.1f} s; queued ones in "
               f"{[round(outcomes[f'queued-{i}'][2], 2) for i in range(3)]} s; after it: {answers}; "
               f"served again {time.monotonic() - after_504:.1f} s after the 504")
+
+
+def test_through_invoke_endpoint_the_next_call_gets_service_unavailable_not_a_model_error(
+        tmp_path: Path, localmaker_home: Path) -> None:
+    """The control plane reads the container's "worker replacing" 503 as no instance free: another instance
+    may take the call (none here), else ServiceUnavailable with Retry-After, which botocore retries by
+    itself; never a ModelError for a request no handler ran."""
+    env = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(TIMEOUT_S), "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    control_plane = ControlPlane(work_root=tmp_path / "control-plane", startup_timeout_s=120).start()
+    try:
+        session = Session(endpoint_url=control_plane.url)
+        name = "stuck-once"
+        Model(model_data=f"file://{code_only_archive(tmp_path / 'model', SLEEPY_HANDLER)}", role=ROLE, env=env,
+              sagemaker_session=session).deploy(initial_instance_count=1, instance_type="ml.m5.large",
+                                                endpoint_name=name)
+        once = boto3.client("sagemaker-runtime", endpoint_url=control_plane.url, region_name="us-east-1",
+                            config=Config(retries={"total_max_attempts": 1}), **LOCAL_CREDENTIALS)
+
+        def invoke_endpoint(client: Any, request_id: str, sleep_s: float = 0) -> Any:
+            return client.invoke_endpoint(EndpointName=name, ContentType="application/json",
+                                          Body=json.dumps({"id": request_id, "sleep": sleep_s}))
+
+        with pytest.raises(ClientError) as stuck:
+            invoke_endpoint(once, "stuck", sleep_s=600)
+        assert stuck.value.response["Error"]["Code"] == "ModelError"
+        assert stuck.value.response["OriginalStatusCode"] == 504
+        started = time.monotonic()
+        try:
+            answer = json.loads(invoke_endpoint(once, "next")["Body"].read())
+            assert answer == {"id": "next"}  # the fresh worker was already up
+        except ClientError as refused:
+            assert refused.response["Error"]["Code"] == "ServiceUnavailable", refused.response
+            assert refused.response["ResponseMetadata"]["HTTPHeaders"].get("retry-after") == "1"
+        assert time.monotonic() - started < FAST_S
+        # botocore's own retries carry the caller over the replacement.
+        assert json.loads(invoke_endpoint(session.sagemaker_runtime_client, "later")["Body"].read()) == {"id": "later"}
+    finally:
+        control_plane.stop()
