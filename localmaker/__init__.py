@@ -1,4 +1,5 @@
-"""localmaker: rehearse SageMaker real-time deployments locally, with real models and no AWS account."""
+"""localmaker: rehearse SageMaker deployments locally (real-time, async, streaming, batch transform and
+serverless), with real models and no AWS account."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {"Session", "Model", "Estimator", "FakePredictor", "Predictor", "ServerlessInferenceConfig",
-         "AsyncInferenceConfig", "AsyncPredictor", "AsyncInferenceResponse", "WaiterConfig"}
+         "AsyncInferenceConfig", "AsyncPredictor", "AsyncInferenceResponse", "WaiterConfig", "Transformer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -37,4 +38,4 @@ def __getattr__(name: str) -> Any:
 __all__ = ["ArtifactError", "AsyncInferenceConfig", "AsyncInferenceResponse", "AsyncPredictor", "WaiterConfig",
            "ConfigurationError", "DeploymentError", "Estimator", "FakePredictor",
            "LocalmakerError", "Model", "ModelError", "Predictor", "ServerlessInferenceConfig", "Session",
-           "TrainingError", "__version__"]
+           "TrainingError", "Transformer", "__version__"]

@@ -48,6 +48,7 @@ from localmaker.spec.names import (
     CUSTOM_ATTRIBUTES_HEADER,
     INVOKED_VARIANT_HEADER,
     MAX_PAYLOAD_BYTES,
+    MAX_SERVERLESS_PAYLOAD_BYTES,
     TARGET_VARIANT_HEADER,
 )
 
@@ -87,7 +88,7 @@ class InvocationProxy:
         endpoint = self.endpoint_in_service(name)
         if self._is_async(name):
             raise realtime_call_refused(name, "InvokeEndpoint")
-        body = read_payload(environ)
+        body = read_payload(environ, payload_limit(endpoint))
         forwarded = {header: environ[key] for key, header in _FORWARDED_HEADERS.items() if environ.get(key)}
         try:
             with self._gates.gate(endpoint).slot():
@@ -211,13 +212,19 @@ def admission_refusal(name: str, refused: Refused) -> ApiError:
                               f"retry after {refused.retry_after_s} s", refused.retry_after_s)
 
 
-def read_payload(environ: Environ) -> bytes:
-    """The invocation's body, whole and within InvokeEndpoint's limit, or the runtime API's refusal."""
+def payload_limit(endpoint: RunningEndpoint) -> int:
+    """The largest request body ``endpoint`` takes: 6 MB, or Serverless Inference's 4 MB."""
+    serverless = any(v.spec.serverless is not None for v in endpoint.variants)
+    return MAX_SERVERLESS_PAYLOAD_BYTES if serverless else MAX_PAYLOAD_BYTES
+
+
+def read_payload(environ: Environ, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The invocation's body, whole and within ``limit``, or the runtime API's refusal."""
     try:
-        return read_body(environ, MAX_PAYLOAD_BYTES)
+        return read_body(environ, limit)
     except OSError as exc:  # the client stopped sending (the server's socket timeout) or hung up
         raise RequestTimeout(f"the request body did not arrive whole: {exc}") from exc
     except BodyTooLarge:
-        raise PayloadTooLarge(MAX_PAYLOAD_BYTES) from None
+        raise PayloadTooLarge(limit) from None
     except MalformedBody as exc:
         raise ValidationError(f"{exc}: send the body with a correct Content-Length") from exc

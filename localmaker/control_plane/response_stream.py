@@ -40,6 +40,7 @@ from localmaker.control_plane.invocation_proxy import (
     InvocationProxy,
     admission_refusal,
     environ_key,
+    payload_limit,
     read_payload,
 )
 from localmaker.local_endpoint.instance_transport import (
@@ -84,7 +85,7 @@ class ResponseStream:
         endpoint = self._proxy.endpoint_in_service(name)
         if self._is_async(name):
             raise realtime_call_refused(name, "InvokeEndpointWithResponseStream")
-        body = read_payload(environ)
+        body = read_payload(environ, payload_limit(endpoint))
         headers = {header: environ[key] for key, header in _FORWARDED.items() if environ.get(key)}
         held = contextlib.ExitStack()
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 # InvokeEndpoint's request limit for a real-time endpoint; AWS answers 413 above it.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# A serverless endpoint's request limit (Serverless Inference's documented 4 MB).
+MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 # Where a SageMaker container finds the unpacked model.tar.gz (real scripts hard-code it).
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
