@@ -1,4 +1,4 @@
-"""Reads /proc to tell whether processes a test started are really gone (zombies count as gone)."""
+"""Reads /proc to tell whether processes a test started are really gone (a zombie is, once its last thread is)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,25 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw.rsplit(")", 1)[1].split()
 
 
+def _running(pid: int, fields: list[str] | None) -> bool:
+    """Whether ``pid`` still runs: a zombie counts as gone only once its last thread has exited too.
+
+    SIGKILL makes a multi-threaded leader a zombie within a millisecond, while its other threads take
+    milliseconds more to exit; until the last one has, the process's files (its sockets among them) are
+    still open, so a test that went on at the first ``Z`` raced the kill it meant to wait for.
+    """
+    if fields is None:
+        return False
+    if fields[0] != "Z":
+        return True
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
+
+
 def is_alive(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
+    return _running(pid, _stat_fields(pid))
 
 
 def group_members(pgid: int) -> list[int]:
@@ -26,6 +42,6 @@ def group_members(pgid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(int(entry))
-            if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
+            if fields is not None and int(fields[2]) == pgid and _running(int(entry), fields):
                 members.append(int(entry))
     return members
