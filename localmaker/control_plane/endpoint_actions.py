@@ -163,7 +163,8 @@ class EndpointActions:
         except ClientError as exc:
             raise EndpointNotFound(self._region, name) from exc
         variants = self._variants(config_name)
-        # Blue/green: the new fleet starts while the old one serves, so both count against the quotas.
+        # Blue/green: the new fleet starts while the old one serves, so both count against the quotas
+        # until the update is over; refused or rolled back, only what serves counts again.
         self._quotas.admit(Usage.ENDPOINT, name, endpoint_variants(variants), keep_current=True)
         try:
             self.runtime.update(name, config_name, variants)
@@ -172,6 +173,8 @@ class EndpointActions:
             raise EndpointNotFound(self._region, name) from exc
         except EndpointBusy as exc:
             raise ValidationException(str(exc)) from exc
+        finally:
+            self._quotas.settle(Usage.ENDPOINT, name)
         return Answer.of_json(200, {"EndpointArn": arn})
 
     def update_weights_and_capacities(self, request: dict[str, Any], forward: Forward) -> Answer:
@@ -189,12 +192,14 @@ class EndpointActions:
             raise ValidationException(f"Cannot update in-progress endpoint \"{name}\": it is "
                                       f"{endpoint.status.value}; wait until it is InService")
         self._quotas.admit_scale(name, {variant: count for variant, (_w, count) in desired.items() if count})
-        answer = forward()  # moto checks that the endpoint and every variant name exist
-        if not answer.ok:
+        try:
+            answer = forward()  # moto checks that the endpoint and every variant name exist
+            if answer.ok:
+                with ValidationException.raised_for(KeyError, EndpointBusy):  # deleted, or busy, since moto looked
+                    self.runtime.scale(name, desired)
             return answer
-        with ValidationException.raised_for(KeyError, EndpointBusy):  # deleted, or busy, since moto looked
-            self.runtime.scale(name, desired)
-        return answer
+        finally:  # from here the runtime's own fleet is what counts (service_quotas.py)
+            self._quotas.settle(Usage.ENDPOINT, name)
 
     def delete_endpoint(self, request: dict[str, Any], forward: Forward) -> Answer:
         name = str(request.get("EndpointName", ""))

@@ -36,6 +36,7 @@ from localmaker.control_plane.invocation_admission import EndpointGates, Refused
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody, read_body
 from localmaker.control_plane.serverless_scaler import ServerlessScaler
+from localmaker.control_plane.service_quotas import ServiceQuotas
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.local_endpoint.errors import ModelNotReady, WorkerReplacing
 from localmaker.local_endpoint.instance_transport import (
@@ -73,14 +74,15 @@ _NOT_RUN_CODES = frozenset({WorkerReplacing.code, ModelNotReady.code})
 
 class InvocationProxy:
     def __init__(self, runtime: EndpointRuntime, region: str, metrics: InvocationMetrics | None = None,
-                 settings: ControlPlaneSettings | None = None, is_async: Callable[[str], bool] | None = None) -> None:
+                 settings: ControlPlaneSettings | None = None, is_async: Callable[[str], bool] | None = None,
+                 quotas: ServiceQuotas | None = None) -> None:
         self._runtime = runtime
         self._is_async = is_async or (lambda _name: False)  # async endpoints refuse InvokeEndpoint (async_config)
         self._region = region  # the region of the log group a ModelError points to
         self._metrics = metrics
         self._gates = EndpointGates(settings or ControlPlaneSettings())
         self._serverless = ServerlessScaler(runtime, self._gates.in_flight, settings or ControlPlaneSettings(),
-                                            metrics, region)
+                                            metrics, region, quotas)
         self._http = urllib3.PoolManager(maxsize=32, retries=False)
 
     def __call__(self, environ: Environ, name: str) -> Answer:

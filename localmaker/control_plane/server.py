@@ -43,7 +43,6 @@ from localmaker.control_plane.connection_limits import BoundedThreadedWSGIServer
 from localmaker.control_plane.disk_budget import DiskBudget
 from localmaker.control_plane.endpoint_actions import Action, EndpointActions
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
-from localmaker.control_plane.endpoint_state import EndpointStatus
 from localmaker.control_plane.iam_actions import IamActions
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
 from localmaker.control_plane.invocation_proxy import InvocationProxy
@@ -53,7 +52,7 @@ from localmaker.control_plane.moto_app import Moto
 from localmaker.control_plane.request_bodies import MAX_API_BODY_BYTES, BodyTooLarge, MalformedBody, read_body
 from localmaker.control_plane.request_guard import RequestGuard
 from localmaker.control_plane.response_stream import ResponseStream
-from localmaker.control_plane.service_quotas import ServiceQuotas, Usage
+from localmaker.control_plane.service_quotas import ServiceQuotas, Usage, fleet_use
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_actions import TrainingActions
 from localmaker.control_plane.training_runtime import TrainingRuntime
@@ -95,16 +94,15 @@ class ControlPlaneApp:
         self.runtime = runtime
         self._guard = guard or RequestGuard("127.0.0.1", settings.allowed_origins)
         self.quotas = quotas or ServiceQuotas(settings.quota_instances_per_type, settings.quota_instances_total)
-        # A Failed endpoint runs no instance (AWS does not count it either).
-        self.quotas.watch(Usage.ENDPOINT, lambda name: (endpoint := runtime.get(name)) is not None
-                          and endpoint.status is not EndpointStatus.FAILED)
+        self.quotas.watch_endpoints(lambda name: fleet_use(runtime.get(name)))
         self.quotas.watch(Usage.TRAINING, lambda name: (job := training.get(name)) is not None and job.ended_at is None)
         self.quotas.watch(Usage.TRANSFORM,
                           lambda name: (job := transform.get(name)) is not None and job.ended_at is None)
         self.training = training
         self._moto = Moto()
         self._async_endpoints = AsyncEndpoints()
-        self._proxy = InvocationProxy(runtime, region, metrics, settings, is_async=self._async_endpoints.is_async)
+        self._proxy = InvocationProxy(runtime, region, metrics, settings, is_async=self._async_endpoints.is_async,
+                                     quotas=self.quotas)
         self._runtime_operations: dict[str, RuntimeOperation] = {"invocations": self._proxy}
         self._runtime_operations["invocations-response-stream"] = ResponseStream(
             self._proxy, region, metrics, is_async=self._async_endpoints.is_async)

@@ -8,7 +8,9 @@ as its gunicorn runs (workers x threads); a request beyond the warm capacity sta
 ``MaxConcurrency`` instances. Once no request of the endpoint is in flight, an instance with no request
 routed to it for the idle period (``LOCALMAKER_SERVERLESS_IDLE_S``) is stopped, down to the provisioned
 concurrency; the period counts from the end of the endpoint's last request. The healer replaces dead
-instances up to the provisioned concurrency only, never up to a count this scaled down from.
+instances up to the provisioned concurrency only, never up to a count this scaled down from. Serverless
+instances count toward the control plane's total instance quota (service_quotas.py): a cold start that
+would take it over is throttled, as AWS throttles an account out of serverless concurrency.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from localmaker.control_plane.endpoint_fleet import Deleted
 from localmaker.control_plane.endpoint_runtime import EndpointRuntime
 from localmaker.control_plane.endpoint_state import EndpointStatus, RunningEndpoint, ServingInstance, Variant
 from localmaker.control_plane.invocation_metrics import InvocationMetrics
+from localmaker.control_plane.service_quotas import ServiceQuotas
 from localmaker.control_plane.settings import ControlPlaneSettings
 
 logger = logging.getLogger(__name__)
@@ -36,8 +39,10 @@ def serverless_variant(endpoint: RunningEndpoint) -> Variant | None:
 
 class ServerlessScaler:
     def __init__(self, runtime: EndpointRuntime, in_flight: Callable[[RunningEndpoint], int],
-                 settings: ControlPlaneSettings, metrics: InvocationMetrics | None, region: str) -> None:
+                 settings: ControlPlaneSettings, metrics: InvocationMetrics | None, region: str,
+                 quotas: ServiceQuotas | None = None) -> None:
         self._runtime = runtime
+        self._quotas = quotas
         self._in_flight = in_flight
         self._settings = settings
         self._metrics = metrics
@@ -69,7 +74,10 @@ class ServerlessScaler:
             assert spec is not None
             if capacity >= max(1, self._in_flight(endpoint)) or len(live) >= spec.max_concurrency:
                 return None
-            return variant, self._cold_start(endpoint, variant)
+            if self._quotas is None:
+                return variant, self._cold_start(endpoint, variant)
+            with self._quotas.cold_start(endpoint.name):  # every instance is a process: the total quota holds
+                return variant, self._cold_start(endpoint, variant)
 
     def _cold_start(self, endpoint: RunningEndpoint, variant: Variant) -> ServingInstance:
         fleet = self._runtime.fleet

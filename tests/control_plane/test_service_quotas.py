@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from localmaker.control_plane import service_quotas
-from localmaker.control_plane.api_errors import ResourceLimitExceeded
+from localmaker.control_plane.api_errors import ResourceLimitExceeded, ThrottlingException
 from localmaker.control_plane.disk_budget import DiskBudget
-from localmaker.control_plane.service_quotas import ServiceQuotas, Usage
+from localmaker.control_plane.service_quotas import SERVERLESS, FleetUse, ServiceQuotas, Usage
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.errors import ConfigurationError
 
@@ -56,17 +56,57 @@ def test_a_claim_counts_while_its_owner_runs_and_stops_counting_after(monkeypatc
     assert quotas.in_use(Usage.TRAINING) == {}
 
 
-def test_blue_green_counts_both_fleets_and_scaling_replaces_its_own():
+def test_an_endpoint_counts_its_fleet_and_an_update_both_fleets_only_while_it_runs():
+    fleets: dict[str, FleetUse] = {}  # what the runtime would report, set by hand: the ledger alone is tested
     quotas = ServiceQuotas(per_type=4, total=5)
-    quotas.watch(Usage.ENDPOINT, lambda _name: True)
+    quotas.watch_endpoints(fleets.get)
     quotas.admit(Usage.ENDPOINT, "e", {"a": ("ml.m5.large", 3)})
+    fleets["e"] = FleetUse({"a": ("ml.m5.large", 3)}, changing=False)
+    quotas.settle(Usage.ENDPOINT, "e")
     with pytest.raises(ResourceLimitExceeded, match="current utilization of 3 Instances and a request delta of 2"):
         quotas.admit(Usage.ENDPOINT, "e", {"a": ("ml.m5.large", 2)}, keep_current=True)
-    quotas.admit(Usage.ENDPOINT, "e", {"a": ("ml.m5.large", 1)}, keep_current=True)
+    quotas.admit(Usage.ENDPOINT, "e", {"b": ("ml.c5.xlarge", 1)}, keep_current=True)
+    fleets["e"] = FleetUse({"a": ("ml.m5.large", 3)}, changing=True)
+    quotas.settle(Usage.ENDPOINT, "e")  # the request is over; the update runs on
+    assert quotas.in_use(Usage.ENDPOINT) == {"ml.m5.large": 3, "ml.c5.xlarge": 1}
+    fleets["e"] = FleetUse({"a": ("ml.m5.large", 3)}, changing=False)  # it rolled back
+    assert quotas.in_use(Usage.ENDPOINT) == {"ml.m5.large": 3}
     quotas.admit_scale("e", {"a": 4})
     with pytest.raises(ResourceLimitExceeded, match="'Number of instances across all endpoints' is 5"):
         quotas.admit(Usage.ENDPOINT, "f", {"a": ("ml.c5.xlarge", 2)})
-    assert quotas.in_use(Usage.ENDPOINT) == {"ml.m5.large": 4}
+    fleets["e"] = FleetUse({"a": ("ml.m5.large", 4), "s": (SERVERLESS, 1)}, changing=False)
+    quotas.settle(Usage.ENDPOINT, "e")
+    assert quotas.in_use(Usage.ENDPOINT) == {"ml.m5.large": 4, SERVERLESS: 1}
+    with pytest.raises(ThrottlingException, match="the 5 instances running for endpoints fill the quota of 5"), \
+            quotas.cold_start("e"):
+        pass
+    del fleets["e"]  # deleted
+    assert quotas.in_use(Usage.ENDPOINT) == {}
+
+
+def test_concurrent_cold_starts_cannot_both_take_the_last_place():
+    quotas = ServiceQuotas(per_type=4, total=1)
+    quotas.watch_endpoints(lambda _name: None)
+    started, throttled = [], []
+    barrier = threading.Barrier(2)
+    release = threading.Event()
+
+    def cold_start(name: str) -> None:
+        barrier.wait()
+        try:
+            with quotas.cold_start(name):
+                started.append(name)
+                release.wait(5)  # still starting when the other one asks
+        except ThrottlingException:
+            throttled.append(name)
+            release.set()
+
+    threads = [threading.Thread(target=cold_start, args=(name,)) for name in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert (len(started), len(throttled)) == (1, 1)
 
 
 def test_the_disk_budget_counts_what_the_work_root_holds(tmp_path: Path):

@@ -6,6 +6,7 @@ in 10 s before the quotas. Each refusal is AWS's ResourceLimitExceeded, in AWS's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from localmaker.control_plane.server import ControlPlane
@@ -27,6 +29,10 @@ ECHO = """
 
     def transform_fn(model, body, content_type, accept):
         return body, "application/json"
+"""
+FAILS_TO_LOAD = """
+    def model_fn(model_dir):
+        raise RuntimeError("this model never loads")
 """
 BUCKET = "quota-models"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311"
@@ -50,6 +56,18 @@ class Plane:
         self.sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
             {"VariantName": f"v{index}", "ModelName": name, "InitialInstanceCount": count, "InstanceType": kind}
             for index, (kind, count) in enumerate(variants)])
+
+    def model(self, name: str, archive: str, variants: list[dict[str, Any]]) -> None:
+        """A model of the archive at ``s3://BUCKET/<archive>/model.tar.gz`` and a config of ``variants``."""
+        self.sagemaker.create_model(ModelName=name, ExecutionRoleArn=PLACEHOLDER_ROLE, PrimaryContainer={
+            "Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{archive}/model.tar.gz"})
+        self.sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": f"v{index}", "ModelName": name, **variant} for index, variant in enumerate(variants)])
+
+    def in_service(self, name: str) -> dict[str, Any]:
+        self.sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=name,
+                                                               WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        return dict(self.sagemaker.describe_endpoint(EndpointName=name))
 
     def refused(self, call: str, **kwargs: Any) -> dict[str, str]:
         with pytest.raises(ClientError) as caught:
@@ -89,6 +107,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory, localmaker_home: Path) -> It
         plane.s3.create_bucket(Bucket=BUCKET)
         archive = code_only_archive(tmp_path_factory.mktemp("echo"), ECHO)
         plane.s3.upload_file(str(archive), BUCKET, "echo/model.tar.gz")
+        failing = code_only_archive(tmp_path_factory.mktemp("failing"), FAILS_TO_LOAD)
+        plane.s3.upload_file(str(failing), BUCKET, "failing/model.tar.gz")
         yield plane
     finally:
         control_plane.stop()
@@ -127,6 +147,68 @@ def test_usage_counts_running_endpoints_and_frees_on_delete(plane):
         plane.sagemaker.delete_endpoint(EndpointName="first")
     plane.sagemaker.create_endpoint(EndpointName="second", EndpointConfigName="second")  # the quota came back
     plane.sagemaker.delete_endpoint(EndpointName="second")
+
+
+def test_after_a_rolled_back_or_busy_update_only_the_serving_fleet_counts(plane):
+    plane.model("steady", "echo", [{"InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    plane.model("broken", "failing", [{"InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 2}])
+    plane.sagemaker.create_endpoint(EndpointName="steady", EndpointConfigName="steady")
+    try:
+        plane.in_service("steady")
+        plane.sagemaker.update_endpoint(EndpointName="steady", EndpointConfigName="broken")
+        # While the new fleet starts, both fleets count: 1 serving + 2 starting fill the total of 3.
+        quota = plane.refused("create_endpoint", EndpointName="probe", EndpointConfigName="steady")
+        assert quota == {"quota": "Number of instances across all endpoints", "limit": "3", "used": "3",
+                         "delta": "1"}
+        with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):  # busy: refused
+            plane.sagemaker.update_endpoint(EndpointName="steady", EndpointConfigName="steady")
+        wait_until(lambda: plane.sagemaker.describe_endpoint(EndpointName="steady")["EndpointStatus"] == "InService",
+                   "the failed update to roll back", timeout_s=120)
+        assert "FailureReason" in plane.sagemaker.describe_endpoint(EndpointName="steady")  # it did roll back
+        # Only the serving ml.m5.large counts now, not the config that never started nor the refused one.
+        plane.model("wide", "echo", [{"InstanceType": "ml.m5.large", "InitialInstanceCount": 5}])
+        quota = plane.refused("create_endpoint", EndpointName="wide", EndpointConfigName="wide")
+        assert quota == {"quota": "ml.m5.large for endpoint usage", "limit": "2", "used": "1", "delta": "5"}
+        plane.model("two-c5", "echo", [{"InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 2}])
+        plane.sagemaker.create_endpoint(EndpointName="two-c5", EndpointConfigName="two-c5")  # 1 + 2 fit in 3
+        plane.sagemaker.delete_endpoint(EndpointName="two-c5")
+    finally:
+        plane.sagemaker.delete_endpoint(EndpointName="steady")
+
+
+def test_serverless_instances_count_toward_the_total_and_a_cold_start_over_it_is_throttled(plane):
+    plane.model("full", "echo", [{"InstanceType": "ml.m5.large", "InitialInstanceCount": 2},
+                                 {"InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 1}])
+    plane.model("lean", "echo", [{"ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2}}])
+    plane.sagemaker.create_endpoint(EndpointName="lean", EndpointConfigName="lean")
+    plane.in_service("lean")
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=plane.control_plane.url, region_name="us-east-1",
+                           config=Config(retries={"max_attempts": 1}), **LOCAL_CREDENTIALS)
+    try:
+        plane.sagemaker.create_endpoint(EndpointName="full", EndpointConfigName="full")
+        plane.in_service("full")  # its 3 instances fill the total quota
+        before = _instance_processes()
+        with pytest.raises(ClientError) as throttled:
+            runtime.invoke_endpoint(EndpointName="lean", ContentType="application/json", Body=b"{}")
+        error = throttled.value.response["Error"]
+        assert (throttled.value.response["ResponseMetadata"]["HTTPStatusCode"], error["Code"]) == \
+            (429, "ThrottlingException"), error
+        assert error["Message"].startswith("Rate exceeded: serverless endpoint lean needs one more instance, and "
+                                           "the 3 instances running for endpoints fill the quota of 3"), error
+        assert _instance_processes() == before  # nothing started
+        plane.sagemaker.delete_endpoint(EndpointName="full")
+        answer = runtime.invoke_endpoint(EndpointName="lean", ContentType="application/json", Body=b"{}")
+        assert answer["Body"].read() == b"{}"  # a cold start, now that there is room
+        # The serverless instance counts in turn: 1 of the total of 3 is taken.
+        plane.model("three", "echo", [{"InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 2},
+                                      {"InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+        quota = plane.refused("create_endpoint", EndpointName="three", EndpointConfigName="three")
+        assert quota == {"quota": "Number of instances across all endpoints", "limit": "3", "used": "1",
+                         "delta": "3"}
+    finally:
+        plane.sagemaker.delete_endpoint(EndpointName="lean")
+        with contextlib.suppress(ClientError):
+            plane.sagemaker.delete_endpoint(EndpointName="full")
 
 
 def test_training_and_transform_jobs_have_quotas_of_their_own(plane):
