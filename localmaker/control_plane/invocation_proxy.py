@@ -38,7 +38,7 @@ from localmaker.control_plane.request_bodies import BodyTooLarge, MalformedBody,
 from localmaker.control_plane.serverless_scaler import ServerlessScaler
 from localmaker.control_plane.service_quotas import ServiceQuotas
 from localmaker.control_plane.settings import ControlPlaneSettings
-from localmaker.local_endpoint.errors import ModelNotReady, WorkerReplacing
+from localmaker.local_endpoint.errors import InstanceBusy, ModelNotReady, WorkerReplacing
 from localmaker.local_endpoint.instance_transport import (
     ConnectionDropped,
     InstanceUnreachable,
@@ -69,7 +69,7 @@ _FORWARDED_HEADERS = {
 TARGET_VARIANT = environ_key(TARGET_VARIANT_HEADER)
 INVOCATION_TIMEOUT_S = 600.0
 # Container refusals that come before the handler runs, so that resending elsewhere cannot run it twice.
-_NOT_RUN_CODES = frozenset({WorkerReplacing.code, ModelNotReady.code})
+_NOT_RUN_CODES = frozenset({WorkerReplacing.code, ModelNotReady.code, InstanceBusy.code})
 
 
 class InvocationProxy:
@@ -169,9 +169,10 @@ class InvocationProxy:
                 raise ModelError(self._region, name, 500, str(exc)) from exc
             self.record(name, variant_name, answer.status, time.perf_counter() - sent, started)
             if _refused_before_the_handler(answer):
-                # Its worker is being replaced (a stuck call) or is still loading: the handler never ran,
-                # so another instance may take the request, or the caller retries after the 503 below.
-                logger.info("instance %s of %s is replacing its worker; sending to another",
+                # Its worker is being replaced (a stuck call), is still loading, or holds all the request
+                # bytes it buffers: the handler never ran, so another instance may take the request, or
+                # the caller retries after the 503 below.
+                logger.info("instance %s of %s cannot take the request now; sending to another",
                             instance.process.instance_id, name)
                 continue
             if answer.status >= 400:
@@ -193,8 +194,10 @@ class InvocationProxy:
         total = time.perf_counter() - started
         self._metrics.record(name, variant, status, model_latency_s, max(0.0, total - (model_latency_s or 0.0)))
 
+
 def _refused_before_the_handler(answer: urllib3.BaseHTTPResponse) -> bool:
-    """A container 503 whose code says no handler ran (local_endpoint/errors.py's WorkerReplacing, ModelNotReady)."""
+    """A container 503 whose code says no handler ran (local_endpoint/errors.py: WorkerReplacing, ModelNotReady,
+    InstanceBusy)."""
     if answer.status != 503:
         return False
     try:

@@ -69,6 +69,14 @@ class WorkerReplacing(ModelNotReady):
     code = "WorkerReplacing"
 
 
+class InstanceBusy(EndpointError):
+    """The worker already holds as many request bytes as it buffers (LOCALMAKER_INSTANCE_BUFFER_MB); the
+    request was never read whole, so no handler ran: retry, or send to another instance."""
+
+    status = 503
+    code = "InstanceBusy"
+
+
 class HandlerFailure(EndpointError):
     """The handler raised something that names no status: the container's 500.
 

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import localmaker
 from localmaker.local_endpoint import gunicorn_conf
-from localmaker.local_endpoint.settings import client_timeout, model_server_timeout, server_size
+from localmaker.local_endpoint.settings import (
+    client_timeout,
+    model_server_timeout,
+    request_buffer_bytes,
+    server_size,
+)
 
 WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 
@@ -48,6 +53,7 @@ def gunicorn_command(bind: str, env: Mapping[str, str], log_file: Path | None) -
     ConfigurationError here, naming the variable, rather than a gunicorn that fails to start)."""
     workers, threads = server_size(env)
     client_timeout(env)  # read by each worker (request_front.py): a bad value fails here, not in every worker
+    request_buffer_bytes(env)
     command = [
         sys.executable, "-m", "gunicorn",
         "--config", gunicorn_conf.__file__,

@@ -16,6 +16,9 @@ DEFAULT_TIMEOUT_S = 60
 # LOCALMAKER_CLIENT_TIMEOUT: how long a client may fall silent in the middle of its request; the control
 # plane reads the same variable with the same default, so an instance bounds slow clients as it does.
 DEFAULT_CLIENT_TIMEOUT_S = 60.0
+# LOCALMAKER_INSTANCE_BUFFER_MB: request bytes one worker holds in all, read but not yet taken by the app
+# (about twenty requests at the 6 MB limit); beyond it a connection is answered 503 InstanceBusy.
+DEFAULT_REQUEST_BUFFER_MB = 128
 # SAGEMAKER_TS_BATCH_SIZE: requests gathered into one predict_batch_fn call (not texts per forward pass).
 DEFAULT_MAX_BATCH_REQUESTS = 32
 DEFAULT_BATCH_DELAY_MS = 10
@@ -35,6 +38,10 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     if value < minimum:
         raise ConfigurationError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def request_buffer_bytes(environ: Mapping[str, str]) -> int:
+    return _int(environ, "LOCALMAKER_INSTANCE_BUFFER_MB", DEFAULT_REQUEST_BUFFER_MB) * 1024 * 1024
 
 
 def server_size(environ: Mapping[str, str]) -> tuple[int, int]:
