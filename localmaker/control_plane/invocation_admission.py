@@ -8,6 +8,12 @@ bounded time, or is refused: it never hangs.
 
 A serverless endpoint admits ``MaxConcurrency`` requests at once and queues none: the one beyond is
 throttled at once (the proxy answers ThrottlingException, HTTP 429), as AWS throttles it.
+
+Every invocation, running or queued, holds one of the control plane's server threads
+(LOCALMAKER_MAX_CONNECTIONS), and a model's own code may call the control plane too (S3, to fetch what a
+request names). If invocations could take every thread, such a call would wait for a thread that only its
+own invocation's end could free: a deadlock until the timeouts. So all endpoints' invocations together
+take at most three quarters of the threads (``ThreadShare``); the one beyond is refused at once.
 """
 
 from __future__ import annotations
@@ -38,11 +44,37 @@ class Throttled(Refused):
     """A serverless endpoint already runs its MaxConcurrency of requests."""
 
 
+class ThreadShare:
+    """The server threads that invocations of all endpoints may hold at once; the rest stay for other calls."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.reserved = max(1, max_connections // 4)
+        self.limit = max(1, max_connections - self.reserved)
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            if self._held >= self.limit:
+                raise Refused(f"the control plane already serves {self._held} invocations, the most it runs at once: "
+                              f"{self.reserved} of its {self.limit + self.reserved} threads "
+                              "(LOCALMAKER_MAX_CONNECTIONS) stay free for S3 and API calls, which a model's own "
+                              f"code may make; retry after {RETRY_AFTER_S} s")
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+
+
 class AdmissionGate:
     """Counts one endpoint's requests in flight and waiting, against limits read at each arrival."""
 
     def __init__(self, limit: Callable[[], int], max_queued: Callable[[int], int], queue_timeout_s: float,
-                 refusal: Callable[[], type[Refused]] = lambda: Refused) -> None:
+                 refusal: Callable[[], type[Refused]] = lambda: Refused, share: ThreadShare | None = None) -> None:
+        self._share = share
         self._limit = limit
         self._max_queued = max_queued
         self._queue_timeout_s = queue_timeout_s
@@ -59,13 +91,14 @@ class AdmissionGate:
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         """Hold one slot for the ``with`` block; raises Refused when none comes in time."""
-        self._acquire()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._in_flight -= 1
-                self._changed.notify()
+        with self._share.held() if self._share is not None else contextlib.nullcontext():
+            self._acquire()
+            try:
+                yield
+            finally:
+                with self._changed:
+                    self._in_flight -= 1
+                    self._changed.notify()
 
     def _acquire(self) -> None:
         with self._changed:
@@ -97,6 +130,7 @@ class EndpointGates:
 
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self._settings = settings
+        self._share = ThreadShare(settings.max_connections)
         self._gates: dict[str, tuple[RunningEndpoint, AdmissionGate]] = {}
         self._lock = threading.Lock()
 
@@ -113,7 +147,7 @@ class EndpointGates:
         return AdmissionGate(lambda: self.limit(endpoint),
                              lambda limit: 0 if _max_concurrency(endpoint) else self._max_queued(limit),
                              self._settings.queue_timeout_s,
-                             lambda: Throttled if _max_concurrency(endpoint) else Refused)
+                             lambda: Throttled if _max_concurrency(endpoint) else Refused, self._share)
 
     def in_flight(self, endpoint: RunningEndpoint) -> int:
         """Requests of ``endpoint`` holding a slot now."""
