@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from localmaker.control_plane.settings import DEFAULT_WORKERS, QUEUE_FACTOR, ControlPlaneSettings
-from localmaker.local_endpoint.settings import DEFAULT_THREADS
+from localmaker.local_endpoint.settings import DEFAULT_REQUEST_BUFFER_MB, DEFAULT_THREADS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -46,6 +46,9 @@ def test_the_control_planes_other_defaults_are_stated_as_the_code_has_them():
                 f"instances per instance type ({defaults.quota_instances_per_type}) and in all "
                 f"({defaults.quota_instances_total})",
                 f"what its work root may hold in all ({defaults.max_disk_bytes // 1024**3})",
-                f"({defaults.log_stream_max_bytes} bytes, {defaults.log_stream_max_events} events)"):
+                f"({defaults.log_stream_max_bytes} bytes, {defaults.log_stream_max_events} events)",
+                f"rotated to `<file>.1` ({defaults.log_file_max_bytes // 1024**2})"):
         assert row in README, row
     assert f"default {defaults.client_timeout_s:g}" in RELIABILITY
+    assert f"for requests not yet taken by the app ({DEFAULT_REQUEST_BUFFER_MB})" in README
+    assert f"`LOCALMAKER_INSTANCE_BUFFER_MB` (default {DEFAULT_REQUEST_BUFFER_MB}" in RELIABILITY

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from localmaker.control_plane.log_rotation import log_tail
 from localmaker.control_plane.process_groups import reap_group
 from localmaker.local_endpoint.container_paths import MODEL_DIR, ContainerPaths
 from localmaker.local_endpoint.launch import gunicorn_command, instance_environment
@@ -106,11 +107,7 @@ class InstanceProcess:
             return PingResult(healthy=False)
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
+        return "\n".join(log_tail(self.log_file).splitlines()[-lines:])
 
     def terminate(self) -> None:
         """Ask the whole process group to stop (gunicorn drains in-flight requests on SIGTERM)."""

@@ -89,8 +89,10 @@ class LocalmakerRoutes:
             raise ValidationException("offset must be a whole number of bytes") from None
         try:
             with open(job.log_file, "rb") as handle:
-                # Past the end there is nothing yet; seek() itself fails on offsets beyond 2**63.
-                offset = min(offset, os.fstat(handle.fileno()).st_size)
+                # Past the end, the file was rotated (log_rotation.py) since the caller last read: it starts
+                # again from the rotation's marker, which names the copy that holds the lines in between.
+                if offset > os.fstat(handle.fileno()).st_size:
+                    offset = 0
                 handle.seek(offset)
                 chunk = handle.read(LOG_CHUNK)
         except FileNotFoundError:

@@ -218,19 +218,20 @@ class ControlPlane:
         self.work_root.mkdir(parents=True, exist_ok=True)
         # Warnings and tracebacks (a provisioning failure) go here, not into the user's console.
         self.log_file = self.work_root / "control-plane.log"
-        self._log_handler = add_file_log(self.log_file)
+        self._log_handler = add_file_log(self.log_file, self.settings.log_file_max_bytes)
         self.disk = DiskBudget(self.work_root, self.settings.max_disk_bytes)
         try:
             self.logs = LogShipper(lambda: self.client("logs"), max_stream_bytes=self.settings.log_stream_max_bytes,
-                                   max_stream_events=self.settings.log_stream_max_events)
+                                   max_stream_events=self.settings.log_stream_max_events,
+                                   max_file_bytes=self.settings.log_file_max_bytes)
             self.runtime = EndpointRuntime(self.work_root, self._fetch_artifact, startup_timeout_s, self.logs,
                                            region=region, container_paths=self.settings.container_paths)
             self.training = TrainingRuntime(self.work_root, lambda: self.client("s3"), self.logs, region=region,
-                                            container_paths=self.settings.container_paths)
+                                            container_paths=self.settings.container_paths, disk=self.disk)
             self.metrics = InvocationMetrics(lambda: self.client("cloudwatch"))
             self.transform = TransformRuntime(self.work_root, lambda: self.client("s3"), self._fetch_artifact,
                                               self.logs, region=region, container_paths=self.settings.container_paths,
-                                              startup_timeout_s=startup_timeout_s)
+                                              startup_timeout_s=startup_timeout_s, disk=self.disk)
             quotas = ServiceQuotas(self.settings.quota_instances_per_type, self.settings.quota_instances_total,
                                    self.disk)
             self.app = ControlPlaneApp(self.runtime, self.training, self.transform, self.client, self.metrics,

@@ -66,9 +66,12 @@ class ControlPlaneSettings:
     # LOCALMAKER_MAX_DISK_GB: what the control plane's work root may hold in all (artifacts, models, logs).
     max_disk_bytes: int = 100 * 1024**3
     # LOCALMAKER_LOG_STREAM_MAX_BYTES, LOCALMAKER_LOG_STREAM_MAX_EVENTS: what one log stream ships to
-    # CloudWatch Logs (counted as PutLogEvents counts) before it stops with a pointer to the whole file.
+    # CloudWatch Logs (counted as PutLogEvents counts) before it stops with a pointer to the file.
     log_stream_max_bytes: int = 16 * 1024**2
     log_stream_max_events: int = 100_000
+    # LOCALMAKER_MAX_LOG_MB: what one instance's or job's log file keeps on disk before it is rotated to
+    # <file>.1 (log_rotation.py), so each log takes about twice this at most.
+    log_file_max_bytes: int = 64 * 1024**2
     # LOCALMAKER_ALLOWED_ORIGINS: web origins (scheme://host:port, comma-separated) allowed to call the
     # control plane from a browser, besides its own.
     allowed_origins: tuple[str, ...] = ()
@@ -96,6 +99,7 @@ class ControlPlaneSettings:
             return default if value is None else value
 
         disk_gb = _number(environ, "LOCALMAKER_MAX_DISK_GB", 0.001)
+        log_mb = _number(environ, "LOCALMAKER_MAX_LOG_MB", 0.01)
         origins = environ.get("LOCALMAKER_ALLOWED_ORIGINS", "")
         return dataclasses.replace(
             self,
@@ -106,6 +110,7 @@ class ControlPlaneSettings:
             max_disk_bytes=self.max_disk_bytes if disk_gb is None else int(disk_gb * 1024**3),
             log_stream_max_bytes=whole("LOCALMAKER_LOG_STREAM_MAX_BYTES", self.log_stream_max_bytes, 1024**2),
             log_stream_max_events=whole("LOCALMAKER_LOG_STREAM_MAX_EVENTS", self.log_stream_max_events),
+            log_file_max_bytes=self.log_file_max_bytes if log_mb is None else int(log_mb * 1024**2),
             allowed_origins=tuple(o.strip().rstrip("/").lower() for o in origins.split(",") if o.strip()),
         )
 

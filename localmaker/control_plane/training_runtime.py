@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import localmaker
+from localmaker.control_plane.disk_budget import DiskBudget
+from localmaker.control_plane.log_rotation import log_tail
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import local_gpu_count
 from localmaker.control_plane.process_groups import kill_group
@@ -47,9 +49,12 @@ class TrainingRuntime:
     """Registry of the training jobs this control plane runs; every process it starts, it also reaps."""
 
     def __init__(self, work_root: Path, s3_client: Callable[[], Any], logs: LogShipper | None = None,
-                 region: str | None = None, container_paths: ContainerPaths | None = None) -> None:
+                 region: str | None = None, container_paths: ContainerPaths | None = None,
+                 disk: DiskBudget | None = None) -> None:
         """Jobs inherit ``region``, the control plane's (else that of the S3 client it hands us), and see
-        /opt/ml as ``container_paths`` says (else as the environment says now, at start-up)."""
+        /opt/ml as ``container_paths`` says (else as the environment says now, at start-up). With ``disk``,
+        a job's inputs and code are downloaded only where the control plane's disk cap has room for them."""
+        self._disk = disk
         self._work_root = work_root / "training"
         self._region = region
         self._container_paths = container_paths or ContainerPaths.from_env()
@@ -122,13 +127,14 @@ class TrainingRuntime:
             path.mkdir(parents=True, exist_ok=True)
         s3 = self._s3()
         for name, uri in job.spec.channels.items():
-            layout[f"channel:{name}"] = fetch_channel(name, uri, _inside(layout["input"], name, "channel"), s3)
+            layout[f"channel:{name}"] = fetch_channel(name, uri, _inside(layout["input"], name, "channel"), s3,
+                                                      self._disk)
         submit = job.spec.hyperparameter("sagemaker_submit_directory")
         program = job.spec.hyperparameter("sagemaker_program")
         if not submit or not program:
             raise ChannelError("the job names no code: set the sagemaker_program and sagemaker_submit_directory "
                                "hyperparameters (Estimator.fit does)")
-        fetch_code(submit, layout["code"], s3)
+        fetch_code(submit, layout["code"], s3, self._disk)
         if not _inside(layout["code"], program, "entry point").is_file():
             raise ChannelError(f"entry point {program!r} is not in the uploaded source directory")
         return layout
@@ -204,7 +210,7 @@ class TrainingRuntime:
         failure = layout["output"] / "failure"
         if failure.is_file() and failure.read_text().strip():
             return f"AlgorithmError: {failure.read_text().strip()}"
-        tail = job.log_file.read_text(errors="replace").strip().splitlines()[-10:]
+        tail = log_tail(job.log_file).strip().splitlines()[-10:]
         return f"AlgorithmError: ExitCode {code}; last log lines:\n" + "\n".join(tail)
 
     def _upload(self, job: TrainingJobRecord, layout: dict[str, Path]) -> None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localmaker.control_plane.api_errors import ResourceLimitExceeded
+from localmaker.control_plane.disk_budget import DiskBudget
 from localmaker.control_plane.instance_process import STOP_GRACE_S, InstanceProcess
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.placement import place
@@ -58,8 +60,10 @@ class TransformRuntime:
 
     def __init__(self, work_root: Path, s3_client: Callable[[], Any], fetch_artifact: FetchArtifact,
                  logs: LogShipper | None = None, region: str = "us-east-1",
-                 container_paths: ContainerPaths | None = None, startup_timeout_s: float = 600.0) -> None:
+                 container_paths: ContainerPaths | None = None, startup_timeout_s: float = 600.0,
+                 disk: DiskBudget | None = None) -> None:
         self._work_root = work_root / "transform"
+        self._disk = disk
         self._s3 = s3_client
         self._fetch = fetch_artifact
         self._logs = logs
@@ -164,6 +168,12 @@ class TransformRuntime:
         s3 = self._s3()
         files = list_inputs(s3, job.spec.data_type, job.spec.input_uri)
         job.progress.files_total = len(files)
+        if self._disk is not None:  # all of it counted first, so that input that cannot fit downloads nothing
+            needed = sum(_object_size(s3, item) for item in files)
+            try:
+                self._disk.check_room(f"the input {job.spec.input_uri} ({len(files)} objects)", needed)
+            except ResourceLimitExceeded as exc:
+                raise JobFailure(f"ClientError: cannot download the input: {exc}") from None
         local: list[tuple[InputFile, Path]] = []
         for index, item in enumerate(files):
             if job.stop_requested.is_set():
@@ -286,3 +296,12 @@ class TransformRuntime:
             job.status = status
         logger.info("transform job %s: %s %s", job.spec.name, status.value, job.failure_reason)
 
+
+def _object_size(s3: Any, item: InputFile) -> int:
+    """The object's size; 0 for one that cannot be read now, whose download then fails with its own reason."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return int(s3.head_object(Bucket=item.bucket, Key=item.key)["ContentLength"])
+    except ClientError:
+        return 0

@@ -77,9 +77,14 @@ def test_the_script_runs_under_the_sagemaker_training_contract(session, tmp_path
     with urllib.request.urlopen(f"{log_route}?offset=0", timeout=10) as whole:
         size = int(whole.headers["X-Log-Next-Offset"])
         assert b"training finished" in whole.read()
-    for beyond in (size + 1, 2**63, 10**30):  # past the end is nothing yet, never a 500
-        with urllib.request.urlopen(f"{log_route}?offset={beyond}", timeout=10) as tail:
-            assert (tail.status, tail.read(), tail.headers["X-Log-Next-Offset"]) == (200, b"", str(size))
+    with urllib.request.urlopen(f"{log_route}?offset={size}", timeout=10) as tail:  # nothing new yet
+        assert (tail.status, tail.read(), tail.headers["X-Log-Next-Offset"]) == (200, b"", str(size))
+    # Past the end, the file must have been rotated (cut to its marker) since the caller's last read: the
+    # log starts again from its beginning. Never a 500, even for offsets seek() cannot take.
+    for beyond in (size + 1, 2**63, 10**30):
+        with urllib.request.urlopen(f"{log_route}?offset={beyond}", timeout=10) as again:
+            assert (again.status, again.headers["X-Log-Next-Offset"]) == (200, str(size))
+            assert b"training finished" in again.read()
 
 
 def test_a_crash_fails_the_job_uploads_nothing_and_the_control_plane_keeps_serving(session, tmp_path):

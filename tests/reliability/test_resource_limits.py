@@ -253,3 +253,29 @@ def test_the_disk_cap_refuses_new_work_and_an_artifact_that_would_not_fit(tmp_pa
         assert control_plane.runtime.get("after") is None
     finally:
         control_plane.stop()
+
+
+def test_a_transform_input_over_the_disk_cap_fails_the_job_before_a_byte_is_downloaded(tmp_path, localmaker_home):
+    settings = ControlPlaneSettings(max_disk_bytes=4 * 1024**2)
+    control_plane = ControlPlane(work_root=tmp_path / "plane", startup_timeout_s=60, settings=settings).start()
+    try:
+        plane = Plane(control_plane)
+        plane.s3.create_bucket(Bucket=BUCKET)
+        plane.s3.upload_file(str(code_only_archive(tmp_path / "echo", ECHO)), BUCKET, "echo/model.tar.gz")
+        for part in range(3):  # 6 MB of input in all, over the 4 MB cap, though each object fits
+            plane.s3.put_object(Bucket=BUCKET, Key=f"in/part-{part}.jsonl", Body=b'{"x": 1}\n' * (2 * 1024**2 // 9))
+        plane.config("transformer", [("ml.m5.large", 1)])
+        plane.sagemaker.create_transform_job(
+            TransformJobName="too-much", ModelName="transformer",
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in"}}},
+            TransformOutput={"S3OutputPath": f"s3://{BUCKET}/out"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+        wait_until(lambda: plane.sagemaker.describe_transform_job(TransformJobName="too-much")["TransformJobStatus"]
+                   == "Failed", "the transform job to fail on the disk cap")
+        reason = plane.sagemaker.describe_transform_job(TransformJobName="too-much")["FailureReason"]
+        assert reason.startswith("ClientError: cannot download the input: The control plane's disk cap is "
+                                 "4,194,304 bytes"), reason
+        assert f"s3://{BUCKET}/in (3 objects) needs" in reason and "LOCALMAKER_MAX_DISK_GB" in reason, reason
+        assert not [path for path in (tmp_path / "plane").rglob("input/*") if path.is_file()]  # nothing downloaded
+    finally:
+        control_plane.stop()
