@@ -22,6 +22,13 @@ from localmaker.local_endpoint.settings import (
 WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 
 
+# OpenMP's threads (torch's intra-op pool on the CPU) spin after each parallel region by default, burning
+# the cores that the instance's request threads, and every other process, need between forward passes.
+# Sleeping instead cost nothing measurable per pass and gave 3-4x the embedding throughput under load
+# (docs/benchmarks.md). The caller's or the model's own setting wins.
+SERVING_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def instance_environment(model_dir: Path | str, log_file: Path | None, extra: Mapping[str, str],
                          region: str | None = None) -> dict[str, str]:
     """The container's environment: the caller's, the model's variables, and where to find things.
@@ -31,7 +38,7 @@ def instance_environment(model_dir: Path | str, log_file: Path | None, extra: Ma
     ``AWS_DEFAULT_REGION`` set, so a boto3 client made in ``model_fn`` needs no region; the model's own
     Environment (in ``extra``) may still set them.
     """
-    env = {**os.environ, **region_environment(region, extra), **extra,
+    env = {**SERVING_DEFAULTS, **os.environ, **region_environment(region, extra), **extra,
            "LOCALMAKER_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
     if log_file is not None:
         env["LOCALMAKER_LOG_FILE"] = str(log_file)
