@@ -7,6 +7,8 @@ tree in ``local_endpoint.errors`` because they map to HTTP statuses, not to Pyth
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 
 class LocalmakerError(Exception):
     """Base class of every error localmaker raises on purpose."""
@@ -24,11 +26,14 @@ class DeploymentError(LocalmakerError):
     """An endpoint could not be brought InService; the message carries its FailureReason."""
 
 
-class ModelError(LocalmakerError):
-    """The container answered an invocation with an error, mirroring botocore's ModelError.
+class ModelError(LocalmakerError, ClientError):
+    """The container answered an invocation with an error: botocore's ModelError, as in the cloud.
 
-    ``original_status_code`` and ``original_message`` are what the container sent, so tests can assert
-    on the 4xx/5xx the real endpoint would return.
+    It is a :class:`botocore.exceptions.ClientError`, so a script's ``except ClientError`` that checks
+    ``err.response["Error"]["Code"] == "ModelError"`` behaves here as it does against SageMaker, where
+    ``response["OriginalStatusCode"]`` and ``response["OriginalMessage"]`` carry what the container sent.
+    ``original_status_code`` and ``original_message`` hold the same, so tests can assert on the 4xx/5xx
+    the real endpoint would return.
     """
 
     def __init__(self, original_status_code: int, original_message: str, endpoint_name: str = "") -> None:
@@ -36,11 +41,16 @@ class ModelError(LocalmakerError):
         self.original_message = original_message
         self.endpoint_name = endpoint_name
         where = f" from endpoint {endpoint_name!r}" if endpoint_name else ""
-        super().__init__(
-            f"Received client error ({original_status_code}){where} with message \"{original_message}\""
-            if 400 <= original_status_code < 500
-            else f"Received server error ({original_status_code}){where} with message \"{original_message}\""
-        )
+        kind = "client" if 400 <= original_status_code < 500 else "server"
+        message = f"Received {kind} error ({original_status_code}){where} with message \"{original_message}\""
+        # SageMaker answers 424 and puts the container's own status and body beside the error.
+        super().__init__({"Error": {"Code": "ModelError", "Message": message},
+                          "OriginalStatusCode": original_status_code, "OriginalMessage": original_message,
+                          "ResponseMetadata": {"HTTPStatusCode": 424}}, "InvokeEndpoint")
+
+    def __reduce__(self) -> tuple[type[ModelError], tuple[int, str, str]]:
+        # ClientError pickles as a plain ClientError; keep the class, for multiprocessing and pytest-xdist.
+        return type(self), (self.original_status_code, self.original_message, self.endpoint_name)
 
 
 class TrainingError(LocalmakerError):

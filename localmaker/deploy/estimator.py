@@ -3,19 +3,20 @@ in SageMaker; ``deploy()`` serves the result, or a finished ``model_data`` when 
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from localmaker.deploy.async_inference import AsyncInferenceConfig
 from localmaker.deploy.cloud_training import follow_in_aws
 from localmaker.deploy.deserializers import BaseDeserializer
 from localmaker.deploy.lora_artifact import compose_lora_model
 from localmaker.deploy.model import Model
-from localmaker.deploy.predictor import FakePredictor
 from localmaker.deploy.serializers import BaseSerializer
+from localmaker.deploy.serverless import ServerlessInferenceConfig
 from localmaker.deploy.session import Session
 from localmaker.deploy.training_job import (
     BUILTIN_SCRIPTS,
@@ -24,7 +25,14 @@ from localmaker.deploy.training_job import (
     hyperparameters_for_job,
     upload_source,
 )
-from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
+from localmaker.deploy.validation import (
+    check_instance_count,
+    check_resource_name,
+    check_role,
+    name_from_base,
+    refuse_unknown_keywords,
+    refuse_unsupported,
+)
 from localmaker.errors import ConfigurationError
 from localmaker.spec.container_images import training_image
 from localmaker.spec.instance_types import lookup
@@ -107,35 +115,74 @@ class Estimator:
         description = follower(session, self.latest_training_job, logs=logs)
         self.model_data = description["ModelArtifacts"]["S3ModelArtifacts"]
 
-    def create_model(self) -> Model:
+    def create_model(self, role: str | None = None, image_uri: str | None = None,
+                     predictor_cls: Callable[[str, Session], Any] | None = None, **kwargs: Any) -> Model:
+        """SDK v2's ``Estimator.create_model``: the trained artifact as a Model, served by this estimator's
+        script; ``role`` and ``image_uri`` override the estimator's."""
+        refuse_unknown_keywords("Estimator.create_model", kwargs, {"role", "image_uri", "predictor_cls"})
         if self.model_data is None:
             raise ConfigurationError("this Estimator has no model yet: call fit(), or pass model_data=... to "
                                      "deploy a finished model")
-        return Model(model_data=self.model_data, role=self.role, entry_point=self._inference_entry_point(),
+        return Model(model_data=self.model_data, role=role or self.role, entry_point=self._inference_entry_point(),
                      source_dir=self.source_dir if self._inference_entry_point() else None, env=self.env,
-                     sagemaker_session=self.sagemaker_session)
+                     image_uri=image_uri, sagemaker_session=self.sagemaker_session, predictor_cls=predictor_cls)
 
-    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None,
+    def deploy(self, initial_instance_count: int | None = None, instance_type: str | None = None,
                serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
-               endpoint_name: str | None = None, **kwargs: Any) -> FakePredictor:
-        """Serve the trained model; a LoRA job's adapter is served on top of the base it names."""
+               accelerator_type: str | None = None, endpoint_name: str | None = None,
+               use_compiled_model: bool = False, wait: bool = True, model_name: str | None = None,
+               kms_key: str | None = None, data_capture_config: Any = None,
+               tags: Mapping[str, str] | list[dict[str, str]] | None = None,
+               serverless_inference_config: ServerlessInferenceConfig | None = None,
+               async_inference_config: AsyncInferenceConfig | None = None, volume_size: int | None = None,
+               model_data_download_timeout: int | None = None,
+               container_startup_health_check_timeout: int | None = None,
+               inference_recommendation_id: str | None = None, explainer_config: Any = None,
+               **kwargs: Any) -> Any:
+        """Serve the trained model; a LoRA job's adapter is served on top of the base it names.
+
+        The parameters are SDK v2's ``EstimatorBase.deploy``, in its order; ``**kwargs`` go to
+        ``create_model()`` as in the SDK, and any other keyword is a TypeError naming the closest valid one.
+        Without ``endpoint_name`` or ``model_name``, both are ``name_from_base(base_job_name)``: the training
+        job's base name and a fresh timestamp, as the SDK names them.
+        """
+        deploy_keywords = {name for name in inspect.signature(Estimator.deploy).parameters} - {"self", "kwargs"}
+        model_keywords = {"role", "image_uri", "predictor_cls"}
+        if "update_endpoint" in kwargs:
+            raise TypeError("Estimator.deploy() has no update_endpoint in SDK v2 (it was removed there); call "
+                            "estimator.create_model().deploy(..., update_endpoint=True), or "
+                            "predictor.update_endpoint(...)")
+        refuse_unknown_keywords("Estimator.deploy", {k: v for k, v in kwargs.items() if k not in model_keywords},
+                                deploy_keywords | model_keywords)
+        refuse_unsupported("Estimator.deploy", {"use_compiled_model": use_compiled_model})
         if self.model_data is None:
             raise ConfigurationError("this Estimator has no model yet: call fit(), or pass model_data=...")
+        default_name = name_from_base(self.base_job_name)
         options = dict(initial_instance_count=initial_instance_count,
                        instance_type=instance_type or self.instance_type, serializer=serializer,
-                       deserializer=deserializer, endpoint_name=endpoint_name, **kwargs)
+                       deserializer=deserializer, accelerator_type=accelerator_type,
+                       endpoint_name=endpoint_name or default_name, wait=wait, kms_key=kms_key,
+                       data_capture_config=data_capture_config, tags=tags,
+                       serverless_inference_config=serverless_inference_config,
+                       async_inference_config=async_inference_config, volume_size=volume_size,
+                       model_data_download_timeout=model_data_download_timeout,
+                       container_startup_health_check_timeout=container_startup_health_check_timeout,
+                       inference_recommendation_id=inference_recommendation_id, explainer_config=explainer_config)
         if self.latest_training_job is not None:
             workspace = Path(tempfile.mkdtemp(prefix="localmaker-deploy-"))
             try:
                 served = compose_lora_model(self.model_data, self.sagemaker_session, workspace)
                 if served is not None:
-                    model = Model(model_data=served, role=self.role, env=self.env,
-                                  sagemaker_session=self.sagemaker_session)
+                    model = Model(model_data=served, role=kwargs.get("role") or self.role, env=self.env,
+                                  name=model_name or default_name, sagemaker_session=self.sagemaker_session,
+                                  predictor_cls=kwargs.get("predictor_cls"))
                     return model.deploy(**options)
             finally:
                 shutil.rmtree(workspace, ignore_errors=True)
-        self._model = self._model or self.create_model()
-        return self._model.deploy(**options)
+        model = self.create_model(**kwargs) if kwargs or self._model is None else self._model
+        self._model = model
+        model.name = check_resource_name(model_name or default_name, "model_name")
+        return model.deploy(**options)
 
     def _inference_entry_point(self) -> str | None:
         """The SDK serves with the estimator's own script; a built-in training script has no serving
@@ -143,4 +190,4 @@ class Estimator:
         return None if self.entry_point in BUILTIN_SCRIPTS and self.source_dir is None else self.entry_point
 
     def _job_name(self) -> str:
-        return f"{self.base_job_name}-{time.strftime('%Y-%m-%d-%H-%M-%S')}-{int(time.time() * 1000) % 1000:03d}"
+        return name_from_base(self.base_job_name)

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 from localmaker.deploy.async_inference import AsyncInferenceConfig, AsyncPredictor
 from localmaker.deploy.deserializers import BaseDeserializer
 from localmaker.deploy.model_data import locate, stage
-from localmaker.deploy.predictor import FakePredictor
+from localmaker.deploy.predictor import FakePredictor, check_endpoint_presence, confirm_update, start_update
 from localmaker.deploy.serializers import BaseSerializer
 from localmaker.deploy.serverless import SERVERLESS_IMAGE_TYPE, ServerlessInferenceConfig, describe_serverless
 from localmaker.deploy.session import Session
-from localmaker.deploy.validation import check_instance_count, check_resource_name, check_role
+from localmaker.deploy.validation import (
+    check_instance_count,
+    check_resource_name,
+    check_role,
+    name_from_base,
+    refuse_unknown_keywords,
+    refuse_unsupported,
+    tag_list,
+)
 from localmaker.errors import ConfigurationError
 from localmaker.spec.container_images import default_image
 from localmaker.spec.instance_types import CATALOGUE, InstanceType, lookup
@@ -26,6 +36,8 @@ if TYPE_CHECKING:
 
 # Where the SDK points SAGEMAKER_SUBMIT_DIRECTORY for a repacked artifact: the code travels inside it.
 REPACKED_CODE_DIR = f"{SAGEMAKER_MODEL_DIR}/{CODE_FOLDER}"
+# sagemaker.enums.EndpointType.MODEL_BASED's value: the SDK's enum or this string both select it.
+MODEL_BASED = "ModelBased"
 
 
 class Model:
@@ -38,6 +50,10 @@ class Model:
     The image is the PyTorch inference DLC for the session's region (``framework_version``, default
     ``image_uris.DEFAULT_PYTORCH_VERSION``), or the Hugging Face one when ``transformers_version`` is
     given; ``image_uri`` names any other.
+
+    ``deploy()`` returns ``predictor_cls(endpoint_name, sagemaker_session)`` as the SDK does, with the
+    serializer and deserializer set on it; without ``predictor_cls`` it returns a FakePredictor (the SDK
+    returns None there, which no rehearsal wants).
     """
 
     def __init__(self, model_data: str | Path, role: str | None = None, entry_point: str | None = None,
@@ -45,8 +61,13 @@ class Model:
                  name: str | None = None, image_uri: str | None = None,
                  sagemaker_session: Session | None = None, corpus: str | Path | None = None,
                  framework_version: str | None = None, py_version: str | None = None,
-                 transformers_version: str | None = None) -> None:
+                 transformers_version: str | None = None,
+                 predictor_cls: Callable[[str, Session], Any] | None = None) -> None:
         self.role = check_role(role)
+        if predictor_cls is not None and not callable(predictor_cls):
+            raise ConfigurationError(f"predictor_cls must be a class, such as sagemaker.predictor.Predictor or a "
+                                     f"subclass of localmaker.FakePredictor, not {predictor_cls!r}")
+        self.predictor_cls = predictor_cls
         self.entry_point = entry_point
         self.source_dir = Path(source_dir) if source_dir is not None else None
         if self.source_dir is not None:
@@ -71,27 +92,49 @@ class Model:
         self.name = check_resource_name(name, "name") if name else None
         self.endpoint_name: str | None = None
 
-    @overload
-    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None, *,
-               async_inference_config: None = None, **kwargs: Any) -> FakePredictor: ...
-
-    @overload
-    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None, *,
-               async_inference_config: AsyncInferenceConfig, **kwargs: Any) -> AsyncPredictor: ...
-
-    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None,
+    def deploy(self, initial_instance_count: int | None = None, instance_type: str | None = None,
                serializer: BaseSerializer | None = None, deserializer: BaseDeserializer | None = None,
-               endpoint_name: str | None = None, wait: bool = True,
-               container_startup_health_check_timeout: int | None = None,
-               serverless_inference_config: ServerlessInferenceConfig | None = None,
+               accelerator_type: str | None = None, endpoint_name: str | None = None,
+               tags: Mapping[str, str] | list[dict[str, str]] | None = None, kms_key: str | None = None,
+               wait: bool = True, data_capture_config: Any = None,
                async_inference_config: AsyncInferenceConfig | None = None,
-               **_: Any) -> FakePredictor | AsyncPredictor:
-        """Create the model, endpoint config and endpoint, wait for InService, and return a predictor.
+               serverless_inference_config: ServerlessInferenceConfig | None = None,
+               volume_size: int | None = None, model_data_download_timeout: int | None = None,
+               container_startup_health_check_timeout: int | None = None,
+               inference_recommendation_id: str | None = None, explainer_config: Any = None,
+               accept_eula: bool | None = None, endpoint_logging: bool = False, resources: Any = None,
+               endpoint_type: Any = MODEL_BASED, managed_instance_scaling: Any = None,
+               inference_component_name: str | None = None, routing_config: dict[str, Any] | None = None,
+               model_reference_arn: str | None = None, inference_ami_version: str | None = None,
+               update_endpoint: bool = False, **kwargs: Any) -> Any:
+        """Create the model, endpoint config and endpoint, wait for InService, and return a predictor: a
+        FakePredictor, a ``predictor_cls`` instance, or an AsyncPredictor around either (typed Any for that).
+
+        The parameters are SDK v2's ``Model.deploy``, in its order. A keyword the SDK does not have is a
+        TypeError naming the closest one; an SDK feature localmaker does not simulate is refused by name
+        (validation.py). ``tags``, ``kms_key``, ``volume_size``, ``model_data_download_timeout`` and
+        ``inference_ami_version`` go into the requests as the SDK sends them: moto records them, and
+        SageMaker applies them. ``accept_eula`` concerns JumpStart's gated S3 models only: it is a no-op.
+        With ``update_endpoint=True`` the endpoint named ``endpoint_name``, which must exist, moves to this
+        model by UpdateEndpoint (blue/green: it keeps answering meanwhile) instead of being created.
 
         Locally that simulates provisioning with instance processes on this machine; with a
         ``target="aws"`` session it creates a real, billed SageMaker endpoint. With
         ``serverless_inference_config`` it is a serverless endpoint instead (deploy/serverless.py).
         """
+        refuse_unknown_keywords("Model.deploy", kwargs, _keywords(Model.deploy))
+        refuse_unsupported("Model.deploy", {
+            "accelerator_type": accelerator_type, "data_capture_config": data_capture_config,
+            "inference_recommendation_id": inference_recommendation_id, "explainer_config": explainer_config,
+            "endpoint_logging": endpoint_logging, "resources": resources,
+            "managed_instance_scaling": managed_instance_scaling, "inference_component_name": inference_component_name,
+            "routing_config": routing_config, "model_reference_arn": model_reference_arn})
+        if str(getattr(endpoint_type, "value", endpoint_type)) != MODEL_BASED:
+            raise ConfigurationError(f"Model.deploy: endpoint_type={endpoint_type!r} is not supported by localmaker: "
+                                     "inference-component endpoints are not simulated; leave endpoint_type out")
+        if initial_instance_count is None and serverless_inference_config is None:
+            initial_instance_count = 1  # the SDK requires it; one instance is what a rehearsal means
+        tag_requests = {"Tags": tag_list(tags)} if tags else {}
         serverless = serverless_inference_config
         if instance_type is None and serverless is None:
             raise ConfigurationError("instance_type is required, e.g. 'ml.m5.xlarge' or 'ml.g5.xlarge', unless "
@@ -100,9 +143,14 @@ class Model:
         count = check_instance_count(initial_instance_count) if serverless is None else \
             serverless.provisioned_concurrency or 0
         described = f"{count} x {itype.describe()}" if serverless is None else describe_serverless(serverless)
+        if update_endpoint and endpoint_name is None:
+            raise ConfigurationError("update_endpoint=True needs endpoint_name, the existing endpoint to update")
         endpoint_name = check_resource_name(endpoint_name or self._unique_name())
-        model_name = self.name or endpoint_name
         session = self.sagemaker_session
+        check_endpoint_presence(session, endpoint_name, update_endpoint)
+        # Updating, the endpoint's own name is taken by its first model and config (moto would overwrite them).
+        model_name = self.name or (name_from_base(endpoint_name) if update_endpoint else endpoint_name)
+        config_name = name_from_base(model_name) if update_endpoint else endpoint_name
         image = self._image(itype)
         if not session.is_local:
             print(f"[localmaker] Creating a REAL SageMaker endpoint '{endpoint_name}' in {session.region_name} on "
@@ -126,26 +174,48 @@ class Model:
         client.create_model(
             ModelName=model_name, ExecutionRoleArn=self.role,
             PrimaryContainer={"Image": image,
-                              "ModelDataUrl": artifact, "Environment": environment},
+                              "ModelDataUrl": artifact, "Environment": environment}, **tag_requests,
         )
         variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name, "InitialInstanceCount": count,
                                    "InstanceType": itype.name, "InitialVariantWeight": 1.0}
         if serverless is not None:  # a serverless variant names no instances, as the SDK's does
             del variant["InitialInstanceCount"], variant["InstanceType"]
             variant["ServerlessConfig"] = serverless._to_request_dict()
-        if container_startup_health_check_timeout is not None:
-            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = int(container_startup_health_check_timeout)
+        for key, value in (("ContainerStartupHealthCheckTimeoutInSeconds", container_startup_health_check_timeout),
+                           ("VolumeSizeInGB", volume_size),
+                           ("ModelDataDownloadTimeoutInSeconds", model_data_download_timeout),
+                           ("InferenceAmiVersion", inference_ami_version)):
+            if value is not None:
+                variant[key] = value if isinstance(value, str) else int(value)
         asynchronous = async_inference_config.with_defaults(session, endpoint_name) if async_inference_config else None
-        client.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant],
+        client.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=[variant], **tag_requests,
                                       **({"AsyncInferenceConfig": asynchronous._to_request_dict()} if asynchronous
-                                         else {}))
-        client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name)
+                                         else {}), **({"KmsKeyId": kms_key} if kms_key else {}))
+        if update_endpoint:
+            start_update(session, endpoint_name, config_name)
+        else:
+            client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name, **tag_requests)
         self.name, self.endpoint_name = model_name, endpoint_name
-        predictor = FakePredictor(endpoint_name, session, serializer, deserializer, model_name=model_name)
+        predictor = self._predictor(endpoint_name, model_name, serializer, deserializer)
         if wait:
-            self._wait(predictor, endpoint_name, count, described,
-                       container_startup_health_check_timeout)
+            self._wait(endpoint_name, described, container_startup_health_check_timeout)
+            if update_endpoint:
+                confirm_update(session, endpoint_name, config_name)
         return AsyncPredictor(predictor, name=model_name) if asynchronous else predictor  # async_inference.py
+
+    def _predictor(self, endpoint_name: str, model_name: str, serializer: BaseSerializer | None,
+                   deserializer: BaseDeserializer | None) -> Any:
+        """``predictor_cls`` built as the SDK builds it, else a FakePredictor."""
+        if self.predictor_cls is None:
+            return FakePredictor(endpoint_name, self.sagemaker_session, serializer, deserializer, model_name=model_name)
+        predictor = self.predictor_cls(endpoint_name, self.sagemaker_session)
+        if serializer is not None:
+            predictor.serializer = serializer
+        if deserializer is not None:
+            predictor.deserializer = deserializer
+        if isinstance(predictor, FakePredictor) and predictor.model_name is None:
+            predictor.model_name = model_name  # so that delete_model() and the context manager find it
+        return predictor
 
     def transformer(self, instance_count: int, instance_type: str, **kwargs: Any) -> Transformer:
         """SDK v2's Model.transformer: CreateModel, then a Transformer for batch jobs (deploy/transformer.py)."""
@@ -153,8 +223,7 @@ class Model:
 
         return transformer_for(self, instance_count, instance_type, **kwargs)
 
-    def _wait(self, predictor: FakePredictor, endpoint_name: str, count: int, described: str,
-              timeout_s: int | None) -> None:
+    def _wait(self, endpoint_name: str, described: str, timeout_s: int | None) -> None:
         session = self.sagemaker_session
         # A Failed endpoint stays described, as in SageMaker; its processes are already stopped.
         ticker = _StatusTicker()
@@ -208,6 +277,11 @@ class _StatusTicker:
     def finish(self) -> None:
         if self._started:
             print(flush=True)
+
+
+def _keywords(function: Callable[..., Any]) -> set[str]:
+    return {name for name, p in inspect.signature(function).parameters.items()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"self"}
 
 
 def _local_gpu_count() -> int:

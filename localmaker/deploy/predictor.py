@@ -9,7 +9,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import urllib3
@@ -18,12 +18,15 @@ from botocore.exceptions import ClientError, EventStreamError
 from localmaker.deploy.deserializers import BaseDeserializer, BytesDeserializer
 from localmaker.deploy.serializers import BaseSerializer, IdentitySerializer
 from localmaker.deploy.session import Session
-from localmaker.errors import ModelError
+from localmaker.deploy.validation import check_instance_count, name_from_base, refuse_unsupported, tag_list
+from localmaker.errors import ConfigurationError, DeploymentError, ModelError
 from localmaker.local_endpoint.instance_transport import (
+    ConnectionDropped,
     InstanceTransportError,
     InstanceUnreachable,
     mapped_transport_errors,
 )
+from localmaker.spec.instance_types import lookup
 from localmaker.spec.names import CUSTOM_ATTRIBUTES_HEADER
 
 
@@ -140,6 +143,11 @@ class FakePredictor:
             except InstanceTransportError as exc:
                 with self._lock:
                     self._urls = []
+                if isinstance(exc, ConnectionDropped) and attempt < 2 and url not in self.instance_urls:
+                    # Swapped out (an update, a scale-down) while this request was on its way: a draining
+                    # gunicorn answers every request it has read and closes only idle kept-alive
+                    # connections, so this one was never read; the control plane's proxy reasons the same.
+                    continue
                 raise ModelError(500, str(exc), self.endpoint_name) from exc
         raise ModelError(503, "no instance of the endpoint could be reached; it may be updating or healing",
                          self.endpoint_name)
@@ -213,6 +221,69 @@ class FakePredictor:
             error = exc.response.get("Error", {})
             raise ModelError(500, f"{error.get('Code')}: {error.get('Message')}", self.endpoint_name) from exc
 
+    def update_endpoint(self, initial_instance_count: int | None = None, instance_type: str | None = None,
+                        accelerator_type: str | None = None, model_name: str | None = None,
+                        tags: Mapping[str, str] | list[dict[str, str]] | None = None, kms_key: str | None = None,
+                        data_capture_config_dict: dict[str, Any] | None = None,
+                        max_instance_count: int | None = None, min_instance_count: int | None = None,
+                        wait: bool = True) -> None:
+        """SDK v2's ``Predictor.update_endpoint``: a new endpoint config, UpdateEndpoint, then (``wait``)
+        until InService. The endpoint answers throughout: the control plane starts the new fleet before
+        it stops the old one, as SageMaker's blue/green update does.
+
+        Given ``initial_instance_count``, ``instance_type`` or ``model_name``, the new config has one
+        variant of exactly those (the first two are then both required, and the model defaults to the
+        endpoint's only one); otherwise it copies the current variants. ``tags`` and ``kms_key`` replace
+        the current config's, which are kept otherwise. Elastic Inference, data capture and managed
+        instance scaling are not simulated and are refused by name. An update that SageMaker rolls back
+        raises DeploymentError with the FailureReason.
+        """
+        refuse_unsupported("FakePredictor.update_endpoint", {
+            "accelerator_type": accelerator_type, "data_capture_config_dict": data_capture_config_dict,
+            "max_instance_count": max_instance_count, "min_instance_count": min_instance_count})
+        client = self.sagemaker_session.sagemaker_client
+        current_name = client.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
+        current = client.describe_endpoint_config(EndpointConfigName=current_name)
+        variants = current["ProductionVariants"]
+        if initial_instance_count or instance_type or model_name:
+            if instance_type is None or initial_instance_count is None:
+                raise ConfigurationError(
+                    f"update_endpoint needs both initial_instance_count and instance_type to build a new variant "
+                    f"(got initial_instance_count={initial_instance_count!r}, instance_type={instance_type!r}, "
+                    f"model_name={model_name!r}); pass neither to keep the current variants")
+            models = [v["ModelName"] for v in variants if "ModelName" in v]
+            if model_name is None and len(models) > 1:
+                raise ConfigurationError(f"endpoint {self.endpoint_name!r} serves several models "
+                                         f"({', '.join(models)}); pass model_name=... to choose the one the new "
+                                         "variant serves")
+            model_name = model_name or models[0]
+            variants = [{"VariantName": "AllTraffic", "ModelName": model_name,
+                         "InstanceType": lookup(instance_type).name,
+                         "InitialInstanceCount": check_instance_count(initial_instance_count),
+                         "InitialVariantWeight": 1.0}]
+        request: dict[str, Any] = {"EndpointConfigName": name_from_base(current_name), "ProductionVariants": variants}
+        carried_tags = tag_list(tags) or self._current_tags(current["EndpointConfigArn"])
+        if carried_tags:
+            request["Tags"] = carried_tags
+        if kms_key or current.get("KmsKeyId"):
+            request["KmsKeyId"] = kms_key or current["KmsKeyId"]
+        for kept in ("AsyncInferenceConfig", "DataCaptureConfig", "ExplainerConfig"):
+            if current.get(kept):
+                request[kept] = current[kept]
+        client.create_endpoint_config(**request)
+        start_update(self.sagemaker_session, self.endpoint_name, request["EndpointConfigName"])
+        if wait:
+            self.sagemaker_session.wait_for_endpoint(self.endpoint_name)
+            confirm_update(self.sagemaker_session, self.endpoint_name, request["EndpointConfigName"])
+        self.model_name = model_name or self.model_name
+        with self._lock:  # the new fleet has other instances; learn them on the next call
+            self._urls = []
+
+    def _current_tags(self, config_arn: str) -> list[dict[str, str]]:
+        """The current config's tags, less AWS's reserved ``aws:`` ones, which a request may not set."""
+        tags = self.sagemaker_session.sagemaker_client.list_tags(ResourceArn=config_arn).get("Tags", [])
+        return [tag for tag in tags if not str(tag.get("Key", "")).startswith("aws:")]
+
     def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
         client = self.sagemaker_session.sagemaker_client
         config = client.describe_endpoint(EndpointName=self.endpoint_name)["EndpointConfigName"]
@@ -232,6 +303,39 @@ class FakePredictor:
     def __exit__(self, *exc: object) -> None:
         self.delete_endpoint()
         self.delete_model()
+
+
+def check_endpoint_presence(session: Session, name: str, update: bool) -> None:
+    """Before deploy() creates anything: an update needs the endpoint, a create needs the name free (moto
+    would otherwise overwrite the running endpoint's model and config before refusing the endpoint)."""
+    try:
+        session.sagemaker_client.describe_endpoint(EndpointName=name)
+        exists = True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        exists = False
+    if update and not exists:
+        raise ConfigurationError(f"endpoint {name!r} does not exist, so update_endpoint=True has nothing to update: "
+                                 "name an existing endpoint, or leave update_endpoint out to create this one")
+    if exists and not update:
+        raise ConfigurationError(f"endpoint {name!r} already exists: pass update_endpoint=True to move it to this "
+                                 "model, delete it first (predictor.delete_endpoint()), or choose another "
+                                 "endpoint_name")
+
+
+def start_update(session: Session, endpoint_name: str, config_name: str) -> None:
+    session.sagemaker_client.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+
+
+def confirm_update(session: Session, endpoint_name: str, config_name: str) -> None:
+    """After the wait: a rolled-back update leaves the endpoint InService on its old config, which the
+    status alone does not tell; the FailureReason says why."""
+    described = session.sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
+    if described.get("EndpointConfigName") != config_name:
+        raise DeploymentError(f"endpoint {endpoint_name!r} was not updated to {config_name!r} and still serves "
+                              f"{described.get('EndpointConfigName')!r}: "
+                              f"{described.get('FailureReason') or 'no reason given'}")
 
 
 def _error_message(data: bytes) -> str:
