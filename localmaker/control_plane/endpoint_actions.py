@@ -20,6 +20,7 @@ from localmaker.control_plane.resource_names import checked_names, forwarded
 from localmaker.control_plane.serverless_config import ServerlessConfig, check_production_variants
 from localmaker.control_plane.service_quotas import ServiceQuotas, Usage, endpoint_variants
 from localmaker.errors import ConfigurationError
+from localmaker.spec.names import sagemaker_arn
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class EndpointActions:
         # record and the runtime end both present or both gone (name_locks.py).
         with self._names.held(name):
             if self.runtime.get(name) is not None:  # moto would overwrite its record without a word
-                raise ValidationException(f"Cannot create already existing endpoint \"{name}\".")
+                raise ValidationException(
+                    f"Cannot create already existing endpoint \"{sagemaker_arn(self._region, 'endpoint', name)}\".")
             try:
                 return self._create_endpoint(name, request, forward)
             finally:

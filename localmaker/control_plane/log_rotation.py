@@ -52,16 +52,23 @@ def rotated_path(path: Path) -> Path:
 
 def log_tail(log_file: Path, max_bytes: int = 64 * 1024) -> str:
     """The end of a log, read from its end (it may be as large as its cap, LOCALMAKER_MAX_LOG_MB), with the
-    end of its rotated copy before it: a rotation may have just left the file holding little but its marker."""
-    tail = b""
-    for path in (rotated_path(log_file), log_file):
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(max(os.fstat(handle.fileno()).st_size - max_bytes, 0))
-                tail += handle.read(max_bytes)
-        except OSError:
-            continue
-    return tail[-max_bytes:].decode("utf-8", "replace")
+    end of its rotated copy before it: a rotation may have just left the file holding little but its marker.
+
+    The file is read before its copy: a rotation between the two reads then puts what was read into the
+    copy too (a line twice, at worst), where the other order could miss the newest lines altogether.
+    """
+    current = _end_of(log_file, max_bytes)
+    older = _end_of(rotated_path(log_file), max_bytes)
+    return (older + current)[-max_bytes:].decode("utf-8", "replace")
+
+
+def _end_of(path: Path, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(os.fstat(handle.fileno()).st_size - max_bytes, 0))
+            return handle.read(max_bytes)
+    except OSError:
+        return b""
 
 
 def rotate(path: Path, max_bytes: int, above: int | None = None) -> Rotation | None:

@@ -422,7 +422,8 @@ def test_two_simultaneous_creates_of_one_name_leave_one_endpoint_serving(aws: Aw
         racer.start()
     for racer in racers:
         racer.join(timeout=60)
-    assert sorted(outcomes) == ['Cannot create already existing endpoint "racer".', "created"]
+    assert sorted(outcomes) == ['Cannot create already existing endpoint '
+                                '"arn:aws:sagemaker:us-east-1:123456789012:endpoint/racer".', "created"]
     aws.wait_in_service("racer")  # the loser's failure did not take the winner's endpoint with it
     assert aws.runtime.invoke_endpoint(EndpointName="racer", Body=b"won")["Body"].read() == b"now"
     aws.sagemaker.delete_endpoint(EndpointName="racer")

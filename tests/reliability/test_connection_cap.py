@@ -77,7 +77,7 @@ def test_slow_connections_hold_at_most_the_cap_and_a_normal_call_still_answers(p
                                  config=Config(retries={"max_attempts": 10, "mode": "standard"}), **LOCAL_CREDENTIALS)
         for _ in range(3):
             started = time.monotonic()
-            assert sagemaker.list_endpoints()["Endpoints"] == []
+            assert isinstance(sagemaker.list_endpoints()["Endpoints"], list)  # moto's records are the process's
             assert time.monotonic() - started < 15
         assert threading.active_count() - before <= MAX_CONNECTIONS
         assert server.evicted >= 1

@@ -10,6 +10,7 @@ and a training script whose output the control plane copies. moto is CloudWatch 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -125,8 +126,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield boto3.client("s3"), boto3.client("logs")
+    # Without moto's reset (at start and at stop): its records are the whole test process's, and the control
+    # planes that other tests of this package keep running would lose theirs.
+    mocked = mock_aws()
+    mocked.start(reset=False)
+    try:
+        s3 = boto3.client("s3")
+        for bucket in ("code", "output", "data"):
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+                s3.create_bucket(Bucket=bucket)
+        yield s3, boto3.client("logs")
+    finally:
+        mocked.stop(remove_data=False)
 
 
 def test_an_instance_flooding_its_log_keeps_about_twice_the_cap_on_disk_and_its_newest_lines(tmp_path, aws):
@@ -135,7 +146,7 @@ def test_an_instance_flooding_its_log_keeps_about_twice_the_cap_on_disk_and_its_
                          max_file_bytes=CAP)
     with running_instance(tmp_path, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, FLOOD_HANDLER) as instance:
         log_file = instance.log_file
-        shipper.follow(GROUP, "AllTraffic/i-0", log_file)
+        shipper.follow(GROUP, f"AllTraffic/{tmp_path.name}", log_file)
         watch = DiskWatch(log_file)
         started = time.monotonic()
         status, _, body = invoke(instance.url, json.dumps({"lines": FLOOD_LINES}).encode(), timeout_s=120)
@@ -167,7 +178,7 @@ def test_an_instance_flooding_its_log_keeps_about_twice_the_cap_on_disk_and_its_
 
     # Shipping still works: the stream holds the newest lines, in order, each at most once, and the marker.
     # (Lines a rotation deleted before they were shipped are missing: this flood outruns in-process moto.)
-    events = _stream(logs, GROUP, "AllTraffic/i-0")
+    events = _stream(logs, GROUP, f"AllTraffic/{tmp_path.name}")
     shipped = [int(m.group(1)) for e in events if (m := LINE.match(e.encode()))]
     assert shipped[-1] == FLOOD_LINES - 1 and "flood done" in events
     assert shipped == sorted(shipped) and len(shipped) == len(set(shipped))
@@ -201,8 +212,6 @@ def _ended(job: TrainingJobRecord, timeout_s: float = 60) -> TrainingJobRecord:
 @pytest.fixture
 def jobs(tmp_path: Path, aws: tuple[Any, Any]) -> Iterator[tuple[TrainingRuntime, Any, Any, DiskBudget]]:
     s3, logs = aws
-    for bucket in ("code", "output", "data"):
-        s3.create_bucket(Bucket=bucket)
     shipper = LogShipper(lambda: logs, interval_s=0.2, max_file_bytes=CAP)
     work_root = tmp_path / "work"
     disk = DiskBudget(work_root, 4 * 1024**2)
@@ -310,9 +319,9 @@ def test_a_capped_stream_says_where_the_log_goes_on_and_its_file_is_still_rotate
     log = tmp_path / "i-0.log"
     log.write_bytes(b"".join(b"flood %07d %s\n" % (n, b"x" * 100) for n in range(10)))
     shipper = LogShipper(lambda: logs, interval_s=3600, max_stream_events=5, max_file_bytes=CAP)
-    shipper.follow(GROUP, "s", log)
+    shipper.follow(GROUP, f"s-{tmp_path.name}", log)
     shipper.flush()
-    last = _stream(logs, GROUP, "s")[-1]
+    last = _stream(logs, GROUP, f"s-{tmp_path.name}")[-1]
     assert "stops here" in last and f"The log goes on in {log}, which keeps its newest 2,097,152 bytes" in last
     assert f"the lines before those are in {rotated_path(log)}" in last and "LOCALMAKER_MAX_LOG_MB" in last
 

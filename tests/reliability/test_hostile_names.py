@@ -96,11 +96,24 @@ def refused(call: Any, **request: Any) -> str:
     return str(error["Message"])
 
 
+def _recorded(sagemaker: Any) -> dict[str, set[str]]:
+    """Every name moto lists, page by page, of each kind the test tries to create."""
+    def names(operation: str, key: str, field: str) -> set[str]:
+        return {item[field] for page in sagemaker.get_paginator(operation).paginate() for item in page[key]}
+
+    return {"models": names("list_models", "Models", "ModelName"),
+            "configs": names("list_endpoint_configs", "EndpointConfigs", "EndpointConfigName"),
+            "endpoints": names("list_endpoints", "Endpoints", "EndpointName"),
+            "training jobs": names("list_training_jobs", "TrainingJobSummaries", "TrainingJobName"),
+            "transform jobs": names("list_transform_jobs", "TransformJobSummaries", "TransformJobName")}
+
+
 def test_every_name_is_refused_at_the_boundary_and_nothing_is_recorded(sandbox: tuple[ControlPlane, Path]) -> None:
     control_plane, root = sandbox
     before = outside_the_work_root(root, control_plane.work_root)
     sagemaker = client(control_plane, "sagemaker")
     s3 = client(control_plane, "s3")
+    recorded_before = _recorded(sagemaker)  # moto's records are the whole test process's
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="data/x.csv", Body=b"1\n")
     sagemaker.create_model(ModelName="good", ExecutionRoleArn=ROLE,
@@ -143,11 +156,9 @@ def test_every_name_is_refused_at_the_boundary_and_nothing_is_recorded(sandbox: 
             DesiredWeightsAndCapacities=[{"VariantName": name, "DesiredInstanceCount": 1}])
 
     # moto recorded none of them, the runtimes run none, and nothing outside the work root changed.
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["good"]
-    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == ["good"]
-    assert sagemaker.list_endpoints()["Endpoints"] == []
-    assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
-    assert sagemaker.list_transform_jobs()["TransformJobSummaries"] == []
+    added = {kind: names - recorded_before[kind] for kind, names in _recorded(sagemaker).items()}
+    assert added == {"models": {"good"}, "configs": {"good"}, "endpoints": set(), "training jobs": set(),
+                     "transform jobs": set()}
     assert control_plane.runtime.names() == [] and control_plane.training.names() == []
     assert outside_the_work_root(root, control_plane.work_root) == before
 

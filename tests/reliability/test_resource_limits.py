@@ -264,9 +264,9 @@ def test_a_transform_input_over_the_disk_cap_fails_the_job_before_a_byte_is_down
         plane.s3.upload_file(str(code_only_archive(tmp_path / "echo", ECHO)), BUCKET, "echo/model.tar.gz")
         for part in range(3):  # 6 MB of input in all, over the 4 MB cap, though each object fits
             plane.s3.put_object(Bucket=BUCKET, Key=f"in/part-{part}.jsonl", Body=b'{"x": 1}\n' * (2 * 1024**2 // 9))
-        plane.config("transformer", [("ml.m5.large", 1)])
+        plane.config("disk-transformer", [("ml.m5.large", 1)])
         plane.sagemaker.create_transform_job(
-            TransformJobName="too-much", ModelName="transformer",
+            TransformJobName="too-much", ModelName="disk-transformer",
             TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in"}}},
             TransformOutput={"S3OutputPath": f"s3://{BUCKET}/out"},
             TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
