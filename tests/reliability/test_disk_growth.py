@@ -329,7 +329,7 @@ def test_a_capped_stream_says_where_the_log_goes_on_and_its_file_is_still_rotate
         for _ in range(3):
             writer.write(b"y" * CAP)
     deadline = time.monotonic() + 10
-    while log.stat().st_size > CAP:
+    while log.stat().st_size > CAP or not rotated_path(log).exists():  # the cut, then the copy's rename
         assert time.monotonic() < deadline, "never rotated"
         time.sleep(0.02)
     shipper.stop()
