@@ -72,6 +72,11 @@ class PreparedRequest:
     request: EmbedRequest | SearchRequest
     texts: list[TokenizedText]
 
+    @property
+    def batch_length(self) -> int:
+        """What this request pads a forward pass to: localmaker's model thread batches like with like."""
+        return max((text.length for text in self.texts), default=0)
+
 
 class EmbeddingService:
     """An embedding model plus the optional corpus packed beside it."""

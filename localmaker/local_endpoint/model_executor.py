@@ -3,8 +3,11 @@
 Request threads decode, validate and tokenize on their own; only the model call comes here. A handler
 that declares ``predict_batch_fn`` gets the requests that arrived together as one list: the executor
 waits for more only while other requests are known to be on their way (they entered /invocations and
-are still being decoded), for at most the batch delay, so a lone request never waits. Handlers without
-it run one request at a time, exactly as before.
+are still being decoded), for at most the batch delay, so a lone request never waits. A batch always
+holds the oldest queued request; when the handler's prepared items declare a ``batch_length`` (the
+built-in embedding handler's do), the rest of the batch is the queued requests of like length, so a
+forward pass pads little and the others wait for a batch of their own kind (see ``alike``). Handlers
+without predict_batch_fn run one request at a time, exactly as before.
 
 A failure of a whole batch is retried request by request, so one bad request fails alone. A request that
 outlives the model-server timeout is answered with a timeout; if the model call itself is stuck, the
@@ -215,19 +218,29 @@ class ModelExecutor:
             first = self._take()
             if isinstance(first, _Solo):
                 return [first]
-            batch: list[_Job] = [first]
             deadline = time.monotonic() + self.max_delay_s
-            while len(batch) < self.max_batch_size:
-                if self._queue and isinstance(self._queue[0], _Batchable):
-                    if self._queue[0].future.set_running_or_notify_cancel():
-                        batch.append(self._queue[0])
-                    self._queue.popleft()
-                    continue
+            while True:
+                pool = self._queued_batchables()
                 remaining = deadline - time.monotonic()
-                if self._queue or self._announced == 0 or remaining <= 0:
+                if (len(pool) + 1 >= self.max_batch_size or self._announced == 0 or remaining <= 0
+                        or any(isinstance(job, _Solo) for job in self._queue)):  # don't delay a solo call
                     break
                 self._ready.wait(remaining)
-            return batch
+            assert isinstance(first, _Batchable)
+            chosen = alike(first, pool, self.max_batch_size - 1)
+            taken = {id(job) for job in chosen}
+            self._queue = collections.deque(job for job in self._queue if id(job) not in taken)
+            return [first, *(job for job in chosen if job.future.set_running_or_notify_cancel())]
+
+    def _queued_batchables(self) -> list[_Batchable]:
+        """The batchable jobs at the head of the queue, oldest first, up to the first solo call."""
+        pool: list[_Batchable] = []
+        for job in self._queue:
+            if not isinstance(job, _Batchable) or len(pool) >= POOL_LIMIT:
+                break
+            if not job.future.cancelled():
+                pool.append(job)
+        return pool
 
     def _take(self) -> _Job:
         """The first queued job that was not cancelled (its caller gave up), marked running."""
@@ -270,6 +283,41 @@ class ModelExecutor:
                 job.future.set_result(result)
         for relay, items in streams:  # one after the other: one model call at a time, streams included
             relay.pump(items, on_item=self._heartbeat)
+
+
+# A request this much shorter than a batch's longest pads to that length: a quarter or more of its
+# forward pass would be spent on padding, so it waits for the next batch instead.
+ALIKE_FILL = 0.7
+POOL_LIMIT = 256  # queued requests looked at when a batch is formed; keeps the choice O(n^2) and cheap
+
+
+def alike(first: _Batchable, pool: list[_Batchable], room: int) -> list[_Batchable]:
+    """The jobs of ``pool`` to run with ``first`` (the oldest, which always runs), at most ``room``.
+
+    Items that declare a ``batch_length`` (the built-in embedding handler's prepared requests do: their
+    longest text in tokens) are batched with those of like length, in arrival order among them, so a
+    batch carries little padding; the others wait for a batch of their own kind, formed from a queue
+    that keeps filling meanwhile. ``first`` being the oldest, every request runs within a few batches.
+    Items without a length are batched in arrival order, as they come.
+    """
+    lengths = [_batch_length(job) for job in pool]
+    own = _batch_length(first)
+    if own is None or any(length is None for length in lengths):
+        return pool[:room]
+    best: list[_Batchable] = []
+    for top in sorted({length for length in lengths if length is not None and length >= own} | {own}):
+        if own < ALIKE_FILL * top:
+            break
+        members = [job for job, length in zip(pool, lengths, strict=True)
+                   if length is not None and ALIKE_FILL * top <= length <= top]
+        if len(members) > len(best):
+            best = members
+    return best[:room]
+
+
+def _batch_length(job: _Batchable) -> int | None:
+    length = getattr(job.item, "batch_length", None)
+    return length if isinstance(length, int) else None
 
 
 def _run_alone(run_batch: RunBatch, item: Any) -> Any:
