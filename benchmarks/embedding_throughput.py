@@ -19,24 +19,21 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import random
 import re
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
-import urllib3
 
+from benchmarks.http_clients import EndpointClients
 from benchmarks.reporting import ROLE, load_line, machine_line, markdown_table
 
 # Common English words: texts that tokenize like real sentences (mostly whole-word tokens).
@@ -126,58 +123,6 @@ class InProcessPath:
         vectors = self.encode(texts)
         self.result.record(time.perf_counter() - began, vectors, reference,
                            model_calls=math.ceil(len(texts) / self.texts_per_call))
-
-
-class EndpointClients:
-    """``count`` client threads, each with its own kept-alive connection to one instance."""
-
-    def __init__(self, url: str, count: int, timeout_s: float = 120.0) -> None:
-        parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
-        self.pools = [urllib3.HTTPConnectionPool(host, parts.port, maxsize=1, block=True, retries=False,
-                                                 timeout=timeout_s) for _ in range(count)]
-
-    def embed_all(self, texts: Sequence[str]) -> tuple[float, np.ndarray]:
-        """Send every text as its own request from all clients at once; wall seconds and the vectors."""
-        vectors: list[Any] = [None] * len(texts)
-        errors: list[str] = []
-        next_index = iter(range(len(texts)))
-        lock = threading.Lock()
-        start = threading.Barrier(len(self.pools) + 1)
-
-        def client(pool: urllib3.HTTPConnectionPool) -> None:
-            start.wait()
-            while not errors:
-                with lock:
-                    index = next(next_index, None)
-                if index is None:
-                    return
-                try:
-                    answer = pool.request("POST", "/invocations", body=json.dumps({"inputs": [texts[index]]}),
-                                          headers={"Content-Type": "application/json", "Accept": "application/json"})
-                except urllib3.exceptions.HTTPError as exc:
-                    errors.append(repr(exc))
-                    return
-                if answer.status != 200:
-                    errors.append(f"HTTP {answer.status}: {answer.data[:300]!r}")
-                    return
-                vectors[index] = json.loads(answer.data)["embeddings"][0]
-
-        threads = [threading.Thread(target=client, args=(pool,), daemon=True) for pool in self.pools]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        began = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - began
-        if errors:
-            raise RuntimeError(f"a request to the endpoint failed: {errors[0]}")
-        return seconds, np.asarray(vectors, dtype=np.float32)
-
-    def close(self) -> None:
-        for pool in self.pools:
-            pool.close()
 
 
 @dataclass

@@ -9,22 +9,16 @@ processes) and nothing outlives the run.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-import numpy as np
 import urllib3
 
+from benchmarks.http_clients import HttpApi
 from benchmarks.peer_envs import INFINITY, PeerEnv
 
 LITSERVE_APP = Path(__file__).resolve().with_name("litserve_app.py")
@@ -34,77 +28,9 @@ QUIET_ENV = {  # offline, and no telemetry calls that would wait on a network th
 }
 
 
-@dataclass(frozen=True)
-class HttpApi:
-    """How one server is asked for one text's vector, and where the vector is in its answer."""
-
-    path: str
-    body: Callable[[str], dict[str, Any]]
-    vector: Callable[[dict[str, Any]], list[float]]
-
-
-LOCALMAKER_API = HttpApi("/invocations", lambda text: {"inputs": [text]}, lambda answer: answer["embeddings"][0])
 INFINITY_API = HttpApi("/embeddings", lambda text: {"model": "minilm", "input": [text]},
                        lambda answer: answer["data"][0]["embedding"])
 LITSERVE_API = HttpApi("/predict", lambda text: {"input": text}, lambda answer: answer["embedding"])
-
-
-class LatencyClients:
-    """``count`` client threads, each with its own kept-alive connection; like embedding_throughput's
-    EndpointClients, for any server's API, and keeping every request's latency."""
-
-    def __init__(self, url: str, api: HttpApi, count: int, timeout_s: float = 300.0) -> None:
-        parts = urlsplit(url)
-        self.api = api
-        self.pools = [urllib3.HTTPConnectionPool(parts.hostname or "127.0.0.1", parts.port, maxsize=1, block=True,
-                                                 retries=False, timeout=timeout_s) for _ in range(count)]
-
-    def embed_all(self, texts: Sequence[str]) -> tuple[float, np.ndarray, list[float]]:
-        """Every text as its own request, from all clients at once: wall seconds, vectors, latencies (s)."""
-        vectors: list[Any] = [None] * len(texts)
-        latencies: list[float] = []
-        errors: list[str] = []
-        next_index = iter(range(len(texts)))
-        lock = threading.Lock()
-        start = threading.Barrier(len(self.pools) + 1)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-
-        def client(pool: urllib3.HTTPConnectionPool) -> None:
-            start.wait()
-            while not errors:
-                with lock:
-                    index = next(next_index, None)
-                if index is None:
-                    return
-                sent = time.perf_counter()
-                try:
-                    answer = pool.request("POST", self.api.path, body=json.dumps(self.api.body(texts[index])),
-                                          headers=headers)
-                except urllib3.exceptions.HTTPError as exc:
-                    errors.append(repr(exc))
-                    return
-                if answer.status != 200:
-                    errors.append(f"HTTP {answer.status}: {answer.data[:300]!r}")
-                    return
-                vectors[index] = self.api.vector(json.loads(answer.data))
-                with lock:
-                    latencies.append(time.perf_counter() - sent)
-
-        threads = [threading.Thread(target=client, args=(pool,), daemon=True) for pool in self.pools]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        began = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - began
-        if errors:
-            raise RuntimeError(f"a request to {self.pools[0].host}:{self.pools[0].port} failed: {errors[0]}")
-        return seconds, np.asarray(vectors, dtype=np.float32), latencies
-
-    def close(self) -> None:
-        for pool in self.pools:
-            pool.close()
 
 
 def free_port() -> int:

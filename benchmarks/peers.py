@@ -28,13 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.embedding_throughput import MAX_WORDS, MIN_WORDS, InProcess, deploy, make_texts
+from benchmarks.http_clients import LOCALMAKER_API, EndpointClients, HttpApi
 from benchmarks.peer_envs import INFINITY, PeerEnv, ensure, litserve_env, project_version
 from benchmarks.peer_servers import (
     INFINITY_API,
     LITSERVE_API,
-    LOCALMAKER_API,
-    HttpApi,
-    LatencyClients,
     ServerProcess,
     start_infinity,
     start_litserve,
@@ -92,11 +90,11 @@ class InProcessTurn:
 @dataclass
 class ServerTurn:
     row: Row
-    clients: LatencyClients
+    clients: EndpointClients
 
     def run(self, texts: Sequence[str], reference: np.ndarray) -> None:
-        seconds, vectors, latencies = self.clients.embed_all(texts)
-        self.row.record(seconds, vectors, reference, latencies)
+        seconds, vectors = self.clients.embed_all(texts)
+        self.row.record(seconds, vectors, reference, self.clients.latencies)
 
 
 def peer_envs() -> dict[str, PeerEnv]:
@@ -162,7 +160,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Row], dict[str, PeerEnv
                   "infinity": f"infinity-emb {envs['infinity'].version} (torch engine, default batching)",
                   "litserve": f"litserve {envs['litserve'].version} (max_batch_size 32, batch_timeout 10 ms)"}
         for key, (url, api) in servers.items():
-            clients = LatencyClients(url, api, args.clients)
+            clients = EndpointClients(url, args.clients, api)
             stack.callback(clients.close)
             clients.embed_all(texts[: args.clients])  # warm-up: open every connection, first forward passes
             turns[key] = ServerTurn(Row(labels[key]), clients)
