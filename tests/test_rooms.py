@@ -18,6 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "localmaker"
 # A room may import the rooms ranked below it. The root package, errors and logging_setup are the shared base.
 RANK = {
+    "__main__": 8,
     "cli": 7,
     "contract": 6, "pytest_plugin": 6, "serializers": 6, "deserializers": 6,
     "deploy": 5,

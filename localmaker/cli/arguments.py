@@ -61,5 +61,13 @@ def image_path(text: str) -> Path:
     return path
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """KEY=VALUE, as ``--env`` takes it; the value may be empty or hold further ``=``."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 PORT = whole_number(0, 65535)
 SEED = whole_number(0, 2**32 - 1)  # what the endpoint and numpy's generators take

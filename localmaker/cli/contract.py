@@ -27,7 +27,9 @@ Examples file (JSON Lines), one case a line:
   content_type and accept default to application/json, expect_status to 200; expect_json matches objects
   as subsets, lists item by item, numbers within tolerance (default 0).
 
-Exit status: 0 when every check passed, 1 when any failed, 2 when the command could not run."""
+Exit status: 0 when every check passed; 1 when any failed, or when the command could not run (a malformed
+examples file, a model that cannot be packed: stderr then starts with "localmaker: error:"); 2 only for a
+command line argparse refuses, as for every localmaker command."""
 
 
 def _epilog() -> str:

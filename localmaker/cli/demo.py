@@ -62,6 +62,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     demo.add_argument("--model", default="minilm", help="embedding model source (default: the bundled MiniLM)")
     demo.add_argument("--sd-model", default="tiny-sd",
                       help="Stable Diffusion source: tiny-sd (random weights, offline), sd15 (HF cache) or a directory")
-    demo.add_argument("--instance-type", default="ml.g5.xlarge")
+    demo.add_argument("--instance-type", default="ml.g5.xlarge",
+                      help="the SageMaker instance type both endpoints simulate (a GPU type runs on the CPU here "
+                           "when this machine has no GPU)")
     demo.add_argument("--image-output", default="localmaker-demo-astronaut.png", help="where to save the PNG")
     demo.set_defaults(run=run_demo)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from localmaker.cli.arguments import PORT
 from localmaker.cli.exposure import LOOPBACK, warn_if_exposed
-from localmaker.cli.sessions import attached_session
+from localmaker.cli.records import add_json_flag, print_json, print_json_line
+from localmaker.cli.sessions import add_endpoint_url_flag, attached_session
 from localmaker.errors import ConfigurationError
 from localmaker.spec.names import LOCAL_CREDENTIALS, TRAINING_LOG_GROUP, endpoint_log_group
 from localmaker.spec.sdk_config import CONFIG_ENV_VAR, CONFIG_FILE, sdk_config
@@ -39,18 +42,29 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instances(session: Any, name: str) -> list[dict[str, str]] | None:
+    """The endpoint's instances as the control plane runs them; None when it cannot say (a serverless
+    endpoint between calls has none, an endpoint being deleted may already be gone)."""
+    try:
+        return [{"InstanceId": i.instance_id, "Url": i.url, "Device": str(i.device)}
+                for i in session.local_endpoint(name).instances]
+    except OSError:
+        return None
+
+
 def run_endpoints(args: argparse.Namespace) -> int:
     session = attached_session(args)
-    endpoints = session.sagemaker_client.list_endpoints()["Endpoints"]
-    if not endpoints:
+    summaries = session.sagemaker_client.list_endpoints()["Endpoints"]
+    if args.json:
+        print_json([{**summary, "Instances": _instances(session, summary["EndpointName"]) or []}
+                    for summary in summaries])
+        return 0
+    if not summaries:
         print("no endpoints")
-    for summary in endpoints:
-        name = summary["EndpointName"]
-        try:
-            urls = ", ".join(f"{i.url} ({i.device})" for i in session.local_endpoint(name).instances)
-        except OSError:
-            urls = "-"
-        print(f"{name}\t{summary['EndpointStatus']}\t{urls}")
+    for summary in summaries:
+        instances = _instances(session, summary["EndpointName"])
+        urls = ", ".join(f"{i['Url']} ({i['Device']})" for i in instances) if instances else "-"
+        print(f"{summary['EndpointName']}\t{summary['EndpointStatus']}\t{urls}")
     return 0
 
 
@@ -60,14 +74,26 @@ def run_invoke(args: argparse.Namespace) -> int:
     answer = session.sagemaker_runtime_client.invoke_endpoint(
         EndpointName=args.name, Body=body, ContentType=args.content_type, Accept=args.accept)
     payload = answer["Body"].read()
+    content_type = answer["ContentType"]
+    is_text = content_type.startswith(("application/json", "text/"))
+    record: dict[str, Any] = {"EndpointName": args.name, "ContentType": content_type,
+                              "InvokedProductionVariant": answer.get("InvokedProductionVariant")}
     if args.output:
         Path(args.output).write_bytes(payload)
-        print(f"wrote {len(payload)} bytes of {answer['ContentType']} to {args.output}")
-    elif answer["ContentType"].startswith(("application/json", "text/")):
-        print(payload.decode("utf-8"))
+        if args.json:
+            print_json({**record, "Output": str(args.output), "Bytes": len(payload)})
+        else:
+            print(f"wrote {len(payload)} bytes of {content_type} to {args.output}")
+    elif not is_text:
+        raise ConfigurationError(f"the answer is {content_type} ({len(payload)} bytes); save it with -o FILE")
+    elif args.json:
+        text = payload.decode("utf-8")
+        try:
+            print_json({**record, "Body": json.loads(text)})
+        except ValueError:  # text/plain, or a body that only claims to be JSON: kept as the text it is
+            print_json({**record, "Body": text})
     else:
-        raise ConfigurationError(f"the answer is {answer['ContentType']} ({len(payload)} bytes); "
-                                 "save it with -o FILE")
+        print(payload.decode("utf-8"))
     return 0
 
 
@@ -97,7 +123,11 @@ def run_logs(args: argparse.Namespace) -> int:
                 request["nextToken"] = seen[name]
             answer = logs.get_log_events(**request)
             for event in answer["events"]:
-                print(f"[{name}] {event['message']}", flush=True)
+                if args.json:
+                    print_json_line({"logGroupName": group, "logStreamName": name, "timestamp": event["timestamp"],
+                                     "message": event["message"]})
+                else:
+                    print(f"[{name}] {event['message']}", flush=True)
             seen[name] = answer["nextForwardToken"]
         if not args.follow:
             return 0
@@ -116,29 +146,33 @@ def run_delete(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = commands.add_parser("up", help="run the control plane standalone, for boto3 and SageMaker SDK scripts")
     up.add_argument("--host", default=LOOPBACK, help="the address to bind; anything but loopback is warned about")
-    up.add_argument("--port", type=PORT, default=4599)
+    up.add_argument("--port", type=PORT, default=4599, help="the port to listen on; 0 picks a free one")
     up.set_defaults(run=run_up)
 
     endpoints = commands.add_parser("endpoints", help="list the endpoints of a running `localmaker up`")
-    endpoints.add_argument("--endpoint-url")
+    add_json_flag(endpoints, "a list of ListEndpoints records, each with its Instances")
+    add_endpoint_url_flag(endpoints)
     endpoints.set_defaults(run=run_endpoints)
 
     invoke = commands.add_parser("invoke", help="call an endpoint through the control plane (InvokeEndpoint)")
-    invoke.add_argument("name")
-    invoke.add_argument("--body", required=True, help="the request body, or @FILE")
-    invoke.add_argument("--content-type", default="application/json")
-    invoke.add_argument("--accept", default="application/json")
-    invoke.add_argument("-o", "--output", help="write the answer's body here (needed for binary answers)")
-    invoke.add_argument("--endpoint-url")
+    invoke.add_argument("name", help="the endpoint's name")
+    invoke.add_argument("--body", required=True, help="the request body, or @FILE to send a file's bytes")
+    invoke.add_argument("--content-type", default="application/json", help="the request's ContentType")
+    invoke.add_argument("--accept", default="application/json", help="the answer's type to ask for")
+    invoke.add_argument("-o", "--output", metavar="FILE",
+                        help="write the answer's body here (needed for binary answers)")
+    add_json_flag(invoke, "one record: ContentType, InvokedProductionVariant and the Body (parsed when JSON)")
+    add_endpoint_url_flag(invoke)
     invoke.set_defaults(run=run_invoke)
 
     logs = commands.add_parser("logs", help="an endpoint's or training job's logs from CloudWatch Logs")
-    logs.add_argument("name")
+    logs.add_argument("name", help="an endpoint's or a training job's name")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
-    logs.add_argument("--endpoint-url")
+    add_json_flag(logs, "JSON Lines, one object per log event (logStreamName, timestamp, message)")
+    add_endpoint_url_flag(logs)
     logs.set_defaults(run=run_logs)
 
     delete = commands.add_parser("delete", help="delete an endpoint (and its config), stopping its instances")
-    delete.add_argument("name")
-    delete.add_argument("--endpoint-url")
+    delete.add_argument("name", help="the endpoint's name")
+    add_endpoint_url_flag(delete)
     delete.set_defaults(run=run_delete)

@@ -22,3 +22,8 @@ def attached_session(args: argparse.Namespace) -> Any:
         raise ConfigurationError("no control plane to talk to: start `localmaker up` and pass --endpoint-url "
                                  "or set AWS_ENDPOINT_URL to the address it printed")
     return Session(endpoint_url=url)
+
+
+def add_endpoint_url_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-url", metavar="URL",
+                        help="the control plane that `localmaker up` printed (default: $AWS_ENDPOINT_URL)")

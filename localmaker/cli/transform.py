@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localmaker.cli.arguments import whole_number
+from localmaker.cli.arguments import key_value, whole_number
 from localmaker.cli.sessions import control_plane_url
 from localmaker.errors import ConfigurationError
 from localmaker.spec.names import PLACEHOLDER_ROLE
@@ -96,13 +96,6 @@ def run_transform(args: argparse.Namespace) -> int:
     return 0
 
 
-def _environment(text: str) -> tuple[str, str]:
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
-
-
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     transform = commands.add_parser("transform", help="run a batch transform job over files (progress over records)")
     model = transform.add_mutually_exclusive_group(required=True)
@@ -114,21 +107,26 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     transform.add_argument("--output", required=True, help="a folder for the <file>.out answers, or s3://bucket/prefix")
     transform.add_argument("--content-type", help="the input's ContentType (default: from the file suffix)")
     transform.add_argument("--accept", help="the Accept header of each request")
-    transform.add_argument("--split-type", default="Line", choices=("None", "Line", "RecordIO", "TFRecord"))
-    transform.add_argument("--compression-type", choices=("None", "Gzip"))
-    transform.add_argument("--strategy", default="MultiRecord", choices=("MultiRecord", "SingleRecord"))
-    transform.add_argument("--assemble-with", default="Line", choices=("None", "Line"))
+    transform.add_argument("--split-type", default="Line", choices=("None", "Line", "RecordIO", "TFRecord"),
+                           help="how an input file is cut into records (SplitType)")
+    transform.add_argument("--compression-type", choices=("None", "Gzip"),
+                           help="Gzip when the input files are gzipped (default: None)")
+    transform.add_argument("--strategy", default="MultiRecord", choices=("MultiRecord", "SingleRecord"),
+                           help="records per request: as many as fit --max-payload, or one (BatchStrategy)")
+    transform.add_argument("--assemble-with", default="Line", choices=("None", "Line"),
+                           help="how the answers of one file are joined in its .out (AssembleWith)")
     transform.add_argument("--max-payload", type=whole_number(0, 100), help="MaxPayloadInMB (default 6)")
     transform.add_argument("--max-concurrent-transforms", type=whole_number(1), help="requests in flight per "
                                                                                       "instance (default 1)")
-    transform.add_argument("--instance-count", type=whole_number(1), default=1)
-    transform.add_argument("--instance-type", default="ml.m5.xlarge")
+    transform.add_argument("--instance-count", type=whole_number(1), default=1, help="instances that share the files")
+    transform.add_argument("--instance-type", default="ml.m5.xlarge", help="the SageMaker instance type simulated")
     transform.add_argument("--input-filter", help="JSONPath, e.g. '$[1:]' or '$.features'")
     transform.add_argument("--output-filter", help="JSONPath, e.g. '$[0,-1]' or \"$['id','SageMakerOutput']\"")
-    transform.add_argument("--join-source", choices=("Input", "None"))
-    transform.add_argument("--env", action="append", type=_environment, metavar="KEY=VALUE",
+    transform.add_argument("--join-source", choices=("Input", "None"),
+                           help="Input puts each input record beside its answer (default: None)")
+    transform.add_argument("--env", action="append", type=key_value, metavar="KEY=VALUE",
                            help="an Environment variable of the job")
-    transform.add_argument("--job-name")
+    transform.add_argument("--job-name", help="the transform job's name (default: transform-<date>-<time>)")
     transform.add_argument("--endpoint-url", help="a running `localmaker up` (default: $AWS_ENDPOINT_URL, "
                                                   "else embedded)")
     transform.set_defaults(run=run_transform)

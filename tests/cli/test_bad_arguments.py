@@ -1,4 +1,5 @@
-"""Bad command-line input ends with a one-line error and exit 2, before any work, never a traceback."""
+"""Bad command-line input ends with a one-line error, before any work, never a traceback: exit 2 when
+argparse refuses it, 1 when the run finds it (a missing folder)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ def test_values_no_run_could_use_are_refused_at_parse_time(argv, message, capsys
 
 
 def test_a_file_that_is_not_there_is_an_error_line_not_a_traceback(tmp_path, capsys):
-    assert main(["openapi", "-o", str(tmp_path / "no-such-folder" / "openapi.json")]) == 2
+    assert main(["openapi", "-o", str(tmp_path / "no-such-folder" / "openapi.json")]) == 1
     error = capsys.readouterr().err
     assert error.startswith("localmaker: error:") and "No such file or directory" in error
 
 
 def test_an_output_in_a_missing_folder_is_refused_before_anything_is_deployed(tmp_path, capsys):
     target = tmp_path / "missing" / "sheet.png"
-    assert main(["sweep", "--model", "no-such-model", "--prompt", "p", "-o", str(target)]) == 2
+    assert main(["sweep", "--model", "no-such-model", "--prompt", "p", "-o", str(target)]) == 1
     assert "its folder does not exist" in capsys.readouterr().err  # not the unknown model: nothing ran

@@ -70,7 +70,7 @@ def test_mistakes_are_refused_naming_the_line(lines, fragment):
     with pytest.raises(ExamplesError) as caught:
         parse_examples("\n".join(lines), "cases.jsonl")
     assert fragment in str(caught.value)
-    assert isinstance(caught.value, ConfigurationError)  # the CLI reports it and exits 2
+    assert isinstance(caught.value, ConfigurationError)  # the CLI reports it and exits 1
 
 
 def test_a_missing_file_is_named(tmp_path):
@@ -83,7 +83,7 @@ def test_the_cli_refuses_a_bad_examples_file_before_deploying_anything(tmp_path)
     examples.write_text(GOOD + "\n" + json.dumps({"body": {}, "expect_staus": 200}) + "\n")
     done = subprocess.run([sys.executable, "-m", "localmaker.cli", "contract-test", "no-such-model",
                            "--examples", str(examples)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert done.stderr.startswith("localmaker: error:")
     assert f"{examples} line 2: unknown field(s) 'expect_staus'" in done.stderr
     assert "Creating endpoint" not in done.stdout

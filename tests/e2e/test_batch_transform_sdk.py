@@ -150,7 +150,7 @@ def test_cli_transform_with_a_progress_bar_and_its_failure(session, tmp_path):
 
     failed = subprocess.run([*command, "cli-rigged", "--input", rigged, "--output", str(tmp_path / "rigged")],
                             capture_output=True, text=True, timeout=300, env=env)
-    assert failed.returncode == 2
+    assert failed.returncode == 1
     assert "transform job cli-rigged failed: ClientError" in failed.stderr or \
         "transform job cli-rigged failed: AlgorithmError" in failed.stderr, failed.stderr
     assert "record 2 of s3://" in failed.stderr and "rigged.jsonl" in failed.stderr
