@@ -17,9 +17,9 @@ from botocore.exceptions import ClientError
 from localmaker import ConfigurationError, ModelError
 from localmaker.deploy import Estimator, FakePredictor, Model, Session
 from localmaker.deserializers import JSONDeserializer
-from localmaker.model.artifact import pack_handler
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE, instance_pids
+from tests.script_archives import code_only_archive
 
 pytestmark = pytest.mark.e2e
 sagemaker = pytest.importorskip("sagemaker", reason="the SageMaker SDK v2 (a dev extra) is not installed")
@@ -54,8 +54,7 @@ class MyPredictor(FakePredictor):
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("sdk-exact")
-    return f"file://{pack_handler(textwrap.dedent(HANDLER), folder / 'model.tar.gz')}"
+    return f"file://{code_only_archive(tmp_path_factory.mktemp('sdk-exact'), HANDLER)}"
 
 
 def _model(session: Session, archive: str, version: str, **kwargs: Any) -> Model:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,8 +17,8 @@ from botocore.config import Config
 from localmaker.control_plane.server import ControlPlane
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.deploy import Model, Session
-from localmaker.model.artifact import pack_handler
 from localmaker.spec.names import PLACEHOLDER_ROLE
+from tests.script_archives import code_only_archive
 
 ROLE = PLACEHOLDER_ROLE
 
@@ -48,12 +47,6 @@ HOLD_HANDLER = """
     def output_fn(prediction, accept):
         return json.dumps(prediction), "application/json"
 """
-
-
-def code_only_archive(folder: Path, handler: str) -> Path:
-    """A model.tar.gz holding nothing but code/inference.py: no weights to load, so it starts in seconds."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return pack_handler(textwrap.dedent(handler), folder / "model.tar.gz")
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:

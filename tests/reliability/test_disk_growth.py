@@ -11,13 +11,10 @@ and a training script whose output the control plane copies. moto is CloudWatch 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
 import re
-import tarfile
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -33,9 +30,10 @@ from localmaker.control_plane.log_rotation import rotate, rotated_path
 from localmaker.control_plane.log_shipper import LogShipper
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.control_plane.training_runtime import TrainingRuntime
-from localmaker.control_plane.training_state import TrainingJobRecord, TrainingSpec, TrainingStatus
+from localmaker.control_plane.training_state import TrainingJobRecord, TrainingStatus
 from localmaker.errors import ConfigurationError
 from tests.reliability.direct_instance import invoke, running_instance
+from tests.script_archives import CODE_BUCKET, OUTPUT_BUCKET, start_training_job
 
 CAP = 2 * 1024**2
 GROUP = "/aws/sagemaker/Endpoints/flood"
@@ -132,7 +130,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
     mocked.start(reset=False)
     try:
         s3 = boto3.client("s3")
-        for bucket in ("code", "output", "data"):
+        for bucket in (CODE_BUCKET, OUTPUT_BUCKET, "data"):
             with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
                 s3.create_bucket(Bucket=bucket)
         yield s3, boto3.client("logs")
@@ -185,22 +183,6 @@ def test_an_instance_flooding_its_log_keeps_about_twice_the_cap_on_disk_and_its_
     assert any(MARKER.match(e.encode()) for e in events)
 
 
-def _start_job(runtime: TrainingRuntime, s3: Any, name: str, script: str,
-               channels: dict[str, str] | None = None, code: bytes | None = None) -> TrainingJobRecord:
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        source = textwrap.dedent(script).encode()
-        member = tarfile.TarInfo("train.py")
-        member.size = len(source)
-        tar.addfile(member, io.BytesIO(source))
-    s3.put_object(Bucket="code", Key=f"{name}/sourcedir.tar.gz", Body=code or archive.getvalue())
-    hyperparameters = {"sagemaker_program": json.dumps("train.py"),
-                       "sagemaker_submit_directory": json.dumps(f"s3://code/{name}/sourcedir.tar.gz")}
-    return runtime.create(TrainingSpec(name=name, hyperparameters=hyperparameters, channels=channels or {},
-                                       output_path="s3://output/jobs", instance_type="ml.m5.large",
-                                       max_runtime_s=60))
-
-
 def _ended(job: TrainingJobRecord, timeout_s: float = 60) -> TrainingJobRecord:
     deadline = time.monotonic() + timeout_s
     while job.status not in (TrainingStatus.COMPLETED, TrainingStatus.FAILED, TrainingStatus.STOPPED):
@@ -235,7 +217,7 @@ FLOODING_SCRIPT = """
 
 def test_a_training_job_flooding_its_log_keeps_it_within_the_cap_and_fails_with_its_last_lines(jobs):
     runtime, s3, _, _ = jobs
-    job = _ended(_start_job(runtime, s3, "flood", FLOODING_SCRIPT))  # about 11 MB of output
+    job = _ended(start_training_job(runtime, s3, "flood", FLOODING_SCRIPT))  # about 11 MB of output
 
     assert job.status is TrainingStatus.FAILED
     assert "ExitCode 3" in job.failure_reason and re.search(r"flood 00999\d\d", job.failure_reason)
@@ -249,7 +231,8 @@ def test_a_channel_over_the_disk_cap_fails_the_job_before_a_byte_is_downloaded(j
     runtime, s3, _, disk = jobs
     for part in range(3):  # 6 MB in all, over the 4 MB cap
         s3.put_object(Bucket="data", Key=f"big/part-{part}.bin", Body=os.urandom(2 * 1024**2))
-    job = _ended(_start_job(runtime, s3, "too-big", "print('never runs')", {"train": "s3://data/big"}))
+    job = _ended(start_training_job(runtime, s3, "too-big", "print('never runs')",
+                                    channels={"train": "s3://data/big"}))
 
     assert job.status is TrainingStatus.FAILED
     reason = job.failure_reason
@@ -261,7 +244,7 @@ def test_a_channel_over_the_disk_cap_fails_the_job_before_a_byte_is_downloaded(j
     assert disk.used() < 64 * 1024
 
     # The source directory's archive is counted before its download too (its size is in S3's answer).
-    job = _ended(_start_job(runtime, s3, "huge-code", "", code=os.urandom(5 * 1024**2)))
+    job = _ended(start_training_job(runtime, s3, "huge-code", "", code=os.urandom(5 * 1024**2)))
     assert job.status is TrainingStatus.FAILED
     assert job.failure_reason.startswith("ClientError: the source directory cannot be downloaded:"), job.failure_reason
     assert "LOCALMAKER_MAX_DISK_GB" in job.failure_reason and not (job.work_dir / "sourcedir.tar.gz").exists()
@@ -273,15 +256,16 @@ def test_a_local_channel_over_the_cap_is_refused_too_and_one_that_fits_is_downlo
     big.mkdir()
     for part in range(5):
         (big / f"part-{part}.bin").write_bytes(b"\0" * 1024**2)
-    job = _ended(_start_job(runtime, s3, "local-big", "print('never runs')", {"train": f"file://{big}"}))
+    job = _ended(start_training_job(runtime, s3, "local-big", "print('never runs')",
+                                    channels={"train": f"file://{big}"}))
     assert job.status is TrainingStatus.FAILED and "LOCALMAKER_MAX_DISK_GB" in job.failure_reason
     assert not [p for p in (job.work_dir / "input").rglob("*") if p.is_file()]
 
     s3.put_object(Bucket="data", Key="small/part-0.bin", Body=b"0123456789")
-    fits = _ended(_start_job(runtime, s3, "fits", """
+    fits = _ended(start_training_job(runtime, s3, "fits", """
         import os
         print(open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "part-0.bin")).read())
-    """, {"train": "s3://data/small"}))
+    """, channels={"train": "s3://data/small"}))
     assert fits.status is TrainingStatus.COMPLETED, fits.failure_reason
     assert b"0123456789" in fits.log_file.read_bytes()
 

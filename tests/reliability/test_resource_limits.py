@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 from localmaker.control_plane.server import ControlPlane
 from localmaker.control_plane.settings import ControlPlaneSettings
 from localmaker.spec.names import LOCAL_CREDENTIALS, PLACEHOLDER_ROLE
-from tests.reliability.conftest import code_only_archive, wait_until
+from tests.reliability.conftest import wait_until
+from tests.script_archives import code_only_archive
 
 ECHO = """
     def model_fn(model_dir):
@@ -78,6 +79,27 @@ class Plane:
         match = QUOTA_TEXT.match(error["Message"])
         assert match, error["Message"]
         return match.groupdict()
+
+
+def _transform_job(name: str, model: str, instance_count: int) -> dict[str, Any]:
+    """CreateTransformJob's arguments: every object under ``s3://BUCKET/in`` through ``model``."""
+    return {"TransformJobName": name, "ModelName": model,
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in"}}},
+            "TransformOutput": {"S3OutputPath": f"s3://{BUCKET}/out"},
+            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": instance_count}}
+
+
+@contextlib.contextmanager
+def disk_capped_plane(work_root: Path) -> Iterator[Plane]:
+    """A control plane of its own whose disk cap is 4 MB, with BUCKET created; stopped after."""
+    settings = ControlPlaneSettings(max_disk_bytes=4 * 1024**2)
+    control_plane = ControlPlane(work_root=work_root, startup_timeout_s=60, settings=settings).start()
+    try:
+        plane = Plane(control_plane)
+        plane.s3.create_bucket(Bucket=BUCKET)
+        yield plane
+    finally:
+        control_plane.stop()
 
 
 def _instance_processes() -> list[int]:
@@ -221,22 +243,14 @@ def test_training_and_transform_jobs_have_quotas_of_their_own(plane):
     jobs = plane.sagemaker.list_training_jobs()["TrainingJobSummaries"]  # moto's records are the process's
     assert "wide" not in [job["TrainingJobName"] for job in jobs]
     plane.config("transformer", [("ml.m5.large", 1)])
-    quota = plane.refused("create_transform_job", TransformJobName="wide", ModelName="transformer",
-                          TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                                          "S3Uri": f"s3://{BUCKET}/in"}}},
-                          TransformOutput={"S3OutputPath": f"s3://{BUCKET}/out"},
-                          TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 4})
+    quota = plane.refused("create_transform_job", **_transform_job("wide", "transformer", 4))
     assert quota == {"quota": "ml.m5.large for transform job usage", "limit": "2", "used": "0", "delta": "4"}
     jobs = plane.sagemaker.list_transform_jobs()["TransformJobSummaries"]
     assert "wide" not in [job["TransformJobName"] for job in jobs]
 
 
 def test_the_disk_cap_refuses_new_work_and_an_artifact_that_would_not_fit(tmp_path, localmaker_home):
-    settings = ControlPlaneSettings(max_disk_bytes=4 * 1024**2)
-    control_plane = ControlPlane(work_root=tmp_path / "plane", startup_timeout_s=60, settings=settings).start()
-    try:
-        plane = Plane(control_plane)
-        plane.s3.create_bucket(Bucket=BUCKET)
+    with disk_capped_plane(tmp_path / "plane") as plane:
         plane.s3.put_object(Bucket=BUCKET, Key="echo/model.tar.gz", Body=os.urandom(5 * 1024**2))  # over the cap
         plane.config("too-big", [("ml.m5.large", 1)])
         plane.sagemaker.create_endpoint(EndpointName="too-big", EndpointConfigName="too-big")
@@ -252,26 +266,16 @@ def test_the_disk_cap_refuses_new_work_and_an_artifact_that_would_not_fit(tmp_pa
             plane.sagemaker.create_endpoint(EndpointName="after", EndpointConfigName="after")
         error = caught.value.response["Error"]
         assert error["Code"] == "ResourceLimitExceeded" and "endpoint 'after' cannot start" in error["Message"]
-        assert control_plane.runtime.get("after") is None
-    finally:
-        control_plane.stop()
+        assert plane.control_plane.runtime.get("after") is None
 
 
 def test_a_transform_input_over_the_disk_cap_fails_the_job_before_a_byte_is_downloaded(tmp_path, localmaker_home):
-    settings = ControlPlaneSettings(max_disk_bytes=4 * 1024**2)
-    control_plane = ControlPlane(work_root=tmp_path / "plane", startup_timeout_s=60, settings=settings).start()
-    try:
-        plane = Plane(control_plane)
-        plane.s3.create_bucket(Bucket=BUCKET)
+    with disk_capped_plane(tmp_path / "plane") as plane:
         plane.s3.upload_file(str(code_only_archive(tmp_path / "echo", ECHO)), BUCKET, "echo/model.tar.gz")
         for part in range(3):  # 6 MB of input in all, over the 4 MB cap, though each object fits
             plane.s3.put_object(Bucket=BUCKET, Key=f"in/part-{part}.jsonl", Body=b'{"x": 1}\n' * (2 * 1024**2 // 9))
         plane.config("disk-transformer", [("ml.m5.large", 1)])
-        plane.sagemaker.create_transform_job(
-            TransformJobName="too-much", ModelName="disk-transformer",
-            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in"}}},
-            TransformOutput={"S3OutputPath": f"s3://{BUCKET}/out"},
-            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+        plane.sagemaker.create_transform_job(**_transform_job("too-much", "disk-transformer", 1))
         wait_until(lambda: plane.sagemaker.describe_transform_job(TransformJobName="too-much")["TransformJobStatus"]
                    == "Failed", "the transform job to fail on the disk cap")
         reason = plane.sagemaker.describe_transform_job(TransformJobName="too-much")["FailureReason"]
@@ -279,5 +283,3 @@ def test_a_transform_input_over_the_disk_cap_fails_the_job_before_a_byte_is_down
                                  "4,194,304 bytes"), reason
         assert f"s3://{BUCKET}/in (3 objects) needs" in reason and "LOCALMAKER_MAX_DISK_GB" in reason, reason
         assert not [path for path in (tmp_path / "plane").rglob("input/*") if path.is_file()]  # nothing downloaded
-    finally:
-        control_plane.stop()
