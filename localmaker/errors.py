@@ -36,21 +36,30 @@ class ModelError(LocalmakerError, ClientError):
     the real endpoint would return.
     """
 
-    def __init__(self, original_status_code: int, original_message: str, endpoint_name: str = "") -> None:
+    def __init__(self, original_status_code: int, original_message: str, endpoint_name: str = "",
+                 evidence: str = "") -> None:
         self.original_status_code = original_status_code
         self.original_message = original_message
         self.endpoint_name = endpoint_name
+        self.evidence = evidence
         where = f" from endpoint {endpoint_name!r}" if endpoint_name else ""
         kind = "client" if 400 <= original_status_code < 500 else "server"
         message = f"Received {kind} error ({original_status_code}){where} with message \"{original_message}\""
+        # AWS's first sentence, then where AWS points to CloudWatch: the local instance log and the end of
+        # its traceback (instance_evidence.py), read on this machine and never sent in an answer.
+        message += f". {evidence}" if evidence else ""
         # SageMaker answers 424 and puts the container's own status and body beside the error.
         super().__init__({"Error": {"Code": "ModelError", "Message": message},
                           "OriginalStatusCode": original_status_code, "OriginalMessage": original_message,
                           "ResponseMetadata": {"HTTPStatusCode": 424}}, "InvokeEndpoint")
 
-    def __reduce__(self) -> tuple[type[ModelError], tuple[int, str, str]]:
+    def __reduce__(self) -> tuple[type[ModelError], tuple[int, str, str, str]]:
         # ClientError pickles as a plain ClientError; keep the class, for multiprocessing and pytest-xdist.
-        return type(self), (self.original_status_code, self.original_message, self.endpoint_name)
+        return type(self), (self.original_status_code, self.original_message, self.endpoint_name, self.evidence)
+
+
+class EndpointNotFound(LocalmakerError, LookupError):
+    """The control plane runs no endpoint of that name; the message suggests the names it does run."""
 
 
 class TrainingError(LocalmakerError):

@@ -21,7 +21,9 @@ def shown_default(value: object) -> str:
 
 def has_shown_default(action: argparse.Action) -> bool:
     """Whether a default is worth showing: a value, not "unset" (None) nor an off switch (False)."""
-    return action.default not in (None, False, argparse.SUPPRESS) and (
+    # ``is``, not ``in``: 0 == False, and a default of 0 (a seed, a port) is a value worth showing.
+    unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+    return not unset and (
         bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
 
 

@@ -24,7 +24,7 @@ from localmaker.errors import ArtifactError
 from localmaker.local_endpoint.container_paths import ContainerPaths
 from localmaker.model.safe_tar import unpack
 from localmaker.spec.instance_types import lookup
-from localmaker.spec.names import endpoint_log_group
+from localmaker.spec.names import endpoint_log_group, endpoint_log_stream
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,12 @@ class EndpointFleet:
         process = InstanceProcess(
             instance_id=instance_id,
             model_dir=variant.model_dir,
-            log_file=path_under(endpoint.work_dir, "logs", f"{instance_id}.log"),  # the id holds the variant's name
+            log_file=path_under(endpoint.work_dir, "logs", f"{instance_id}.log"),  # ids are unique across variants
             env={**variant.spec.environment, **placement.environment},
             region=self._region, container_paths=self._container_paths,
         )
-        instance = ServingInstance(process=process, device=placement.device)
+        instance = ServingInstance(process=process, device=placement.device,
+                                   log_stream=endpoint_log_stream(variant.spec.variant_name, instance_id))
         with endpoint.lock:
             variant.instances.append(instance)
         try:
@@ -86,7 +87,7 @@ class EndpointFleet:
                 variant.instances.remove(instance)
             raise
         if self._logs is not None:
-            self._logs.follow(endpoint_log_group(endpoint.name), instance_id, process.log_file)
+            self._logs.follow(endpoint_log_group(endpoint.name), instance.log_stream, process.log_file)
         if endpoint.status is EndpointStatus.DELETING:  # deleted while this one started
             process.stop()
             raise Deleted()
@@ -142,7 +143,7 @@ class EndpointFleet:
             endpoint.retired.extend(instances)
         if self._logs is not None:
             for instance in instances:
-                self._logs.release(endpoint_log_group(endpoint.name), instance.process.instance_id)
+                self._logs.release(endpoint_log_group(endpoint.name), instance.log_stream)
 
     def release_logs(self, endpoint: RunningEndpoint) -> None:
         if self._logs is not None:

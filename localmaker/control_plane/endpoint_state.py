@@ -12,6 +12,7 @@ import itertools
 import random
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class ServingInstance:
     device: str
     in_rotation: bool = False  # healthy and taking traffic; a new or dying instance is not
     last_used: float = 0.0  # time.monotonic() of the last request routed to it; a serverless idle clock
+    log_stream: str = ""  # its CloudWatch stream, <variant>/<instance-id> (empty: none is shipped)
 
 
 @dataclass
@@ -104,8 +106,10 @@ class RunningEndpoint:
     _instance_numbers: Any = field(default_factory=itertools.count)
 
     def next_instance_id(self, variant_name: str) -> str:
-        """Ids never repeat, so a replacement or a green instance gets its own log stream."""
-        return f"{variant_name}-{next(self._instance_numbers)}"
+        """An EC2-shaped id (``i-`` and 17 hex digits), as in AWS's ``<variant>/<instance-id>`` log streams.
+        Ids never repeat (a counter in the last digits, random ones before it, so endpoints differ too), so a
+        replacement or a green instance gets its own log stream. ``variant_name`` is not part of the id."""
+        return f"i-0{uuid.uuid4().hex[:12]}{next(self._instance_numbers) % 0x10000:04x}"
 
     def route(self, target_variant: str | None = None) -> tuple[Variant, ServingInstance]:
         """Pick a variant (by name, else by weight) and, within it, the next instance round-robin.

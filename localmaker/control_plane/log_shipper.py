@@ -1,6 +1,7 @@
 """Copies each instance's and training job's log file into CloudWatch Logs (moto), as SageMaker does.
 
-Endpoint containers log to ``/aws/sagemaker/Endpoints/<name>`` with one stream per instance; training
+Endpoint containers log to ``/aws/sagemaker/Endpoints/<name>`` with one stream per instance
+(``AllTraffic/i-0123456789abcdef0``: ``<variant>/<instance-id>``, as AWS names them); training
 jobs to ``/aws/sagemaker/TrainingJobs`` with a stream per job (``localmaker.spec.names`` names both
 groups). ``logs.get_log_events`` then works the same way it does against AWS.
 

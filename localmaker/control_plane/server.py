@@ -15,10 +15,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
+import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -211,10 +213,14 @@ class ControlPlane:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1",
                  work_root: str | Path | None = None, startup_timeout_s: float = 600.0,
-                 settings: ControlPlaneSettings | None = None) -> None:
+                 settings: ControlPlaneSettings | None = None, keep_work: bool | None = None) -> None:
         self.settings = settings or ControlPlaneSettings.from_env(os.environ)
         self.region = region
         self.work_root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="localmaker-"))
+        # A folder of our making is ours to remove at stop(); one the caller named is theirs to keep.
+        self._owns_work_root = work_root is None
+        self._keep_work = keep_work if keep_work is not None else _keep_work_requested(os.environ)
+        self.evidence_cited = False  # set once an error pointed a user at an instance log in the folder
         self.work_root.mkdir(parents=True, exist_ok=True)
         # Warnings and tracebacks (a provisioning failure) go here, not into the user's console.
         self.log_file = self.work_root / "control-plane.log"
@@ -310,3 +316,21 @@ class ControlPlane:
         if self._thread is not None:
             self._thread.join(timeout=5)
         remove_file_log(self._log_handler)
+        self._dispose_of_work_root()
+
+    def _dispose_of_work_root(self) -> None:
+        """Remove the /tmp/localmaker-* folder this control plane made, or say where it was kept."""
+        if not self._owns_work_root or not self.work_root.exists():
+            return
+        if self._keep_work:
+            print(f"[localmaker] kept work folder {self.work_root}", file=sys.stderr, flush=True)
+            return
+        shutil.rmtree(self.work_root, ignore_errors=True)
+        if self.evidence_cited:
+            # The error already quoted its traceback's end; the full log went with the folder.
+            print(f"[localmaker] removed work folder {self.work_root} with the instance log an error pointed to; "
+                  "keep it with Session(keep_work=True) or LOCALMAKER_KEEP_WORK=1", file=sys.stderr, flush=True)
+
+
+def _keep_work_requested(environ: Mapping[str, str]) -> bool:
+    return environ.get("LOCALMAKER_KEEP_WORK", "").strip().lower() in {"1", "true", "yes", "on"}

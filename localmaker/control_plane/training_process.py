@@ -3,9 +3,10 @@
 The runtime (``training_runtime.py``) decides what to run and what a job's end means; this module owns the
 process from start to reaping. The script runs in its own session, so killing its group reaches whatever
 it forked. It dies with the control plane (Linux), its output goes to the job's log with the progress
-lines it prints noted on the way, and MaxRuntimeInSeconds holds however the script behaves. Where the
-script sees /opt/ml, its command starts with the ``container_paths`` wrapper, which execs the script: the
-pid held here, its group and the parent-death signal all carry over to the script.
+lines it prints noted on the way (and kept out of the log: they feed the progress display, and are noise
+to whoever reads the log or its CloudWatch stream), and MaxRuntimeInSeconds holds however the script
+behaves. Where the script sees /opt/ml, its command starts with the ``container_paths`` wrapper, which
+execs the script: the pid held here, its group and the parent-death signal all carry over to the script.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import BinaryIO
 
 from localmaker.control_plane.process_groups import kill_group, reap_group
 from localmaker.control_plane.training_state import Progress, TrainingJobRecord
+from localmaker.spec.training_progress import PREFIX as PROGRESS_PREFIX
 from localmaker.spec.training_progress import parse_progress
 
 PARTIAL_LINE_LIMIT = 64 * 1024  # output with no line break for longer than this is not a progress line
@@ -83,7 +85,8 @@ def _pump(job: TrainingJobRecord, process: subprocess.Popen[bytes], log: BinaryI
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     exceeded = False
-    partial = b""
+    held = b""  # the unfinished last line, held back while it may still become a progress line
+    mid_line = False  # the log's last write ended inside a line, so what comes next starts no line
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0 and not exceeded:
@@ -95,19 +98,51 @@ def _pump(job: TrainingJobRecord, process: subprocess.Popen[bytes], log: BinaryI
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
+            if held and not _is_progress_line(job, held):
+                log.write(held)
+                log.flush()
             return
-        log.write(chunk)
+        kept, held, mid_line = _without_progress_lines(job, held + chunk, mid_line)
+        log.write(kept)
         log.flush()
-        *lines, partial = re.split(rb"[\r\n]", partial + chunk)
-        for line in lines:
-            _note_progress(job, line)
-        partial = partial[-PARTIAL_LINE_LIMIT:]
 
 
-def _note_progress(job: TrainingJobRecord, line: bytes) -> None:
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|[\r\n])")  # one whole line, with its ending (tqdm redraws end in \r)
+_PREFIX = PROGRESS_PREFIX.encode()
+
+
+def _without_progress_lines(job: TrainingJobRecord, data: bytes, mid_line: bool) -> tuple[bytes, bytes, bool]:
+    """What of ``data`` goes to the log, the unfinished line held back, and whether the log now ends inside
+    a line. Every progress line is noted; one that starts a line (as the built-in script prints them) is
+    left out of the log. A line that merely contains one (a logger's prefix before it) is the user's, kept.
+    The unfinished end is held only while it may still become a progress line, and never past
+    PARTIAL_LINE_LIMIT: output with no line break is copied as it comes."""
+    kept = bytearray()
+    end = 0
+    for match in _LINE.finditer(data):
+        line, end = match.group(), match.end()
+        if (_is_progress_line(job, line) and not mid_line) or line == b"\r":  # a progress line; a bare redraw
+            continue
+        kept += line
+        mid_line = False
+    rest = data[end:]
+    if not mid_line and len(rest) <= PARTIAL_LINE_LIMIT and _may_become_progress(rest):
+        return bytes(kept), rest, mid_line
+    return bytes(kept + rest), b"", bool(rest) or mid_line
+
+
+def _is_progress_line(job: TrainingJobRecord, line: bytes) -> bool:
+    """Note the progress ``line`` reports (anywhere in it); True when it starts with the progress prefix."""
     progress = parse_progress(line.decode("utf-8", "replace"))
-    if progress is not None:
-        job.progress = Progress(progress.step, progress.total, progress.loss)
+    if progress is None:
+        return False
+    job.progress = Progress(progress.step, progress.total, progress.loss)
+    return line.lstrip().startswith(_PREFIX)
+
+
+def _may_become_progress(start: bytes) -> bool:
+    text = start.lstrip()
+    return _PREFIX.startswith(text) or text.startswith(_PREFIX)
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -4,16 +4,14 @@ in SageMaker; ``deploy()`` serves the result, or a finished ``model_data`` when 
 from __future__ import annotations
 
 import inspect
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from localmaker.deploy.async_inference import AsyncInferenceConfig
+from localmaker.deploy.attached_job import describe_job, init_arguments, remove_with
 from localmaker.deploy.cloud_training import follow_in_aws
 from localmaker.deploy.deserializers import BaseDeserializer
-from localmaker.deploy.lora_artifact import compose_lora_model
 from localmaker.deploy.model import Model
 from localmaker.deploy.serializers import BaseSerializer
 from localmaker.deploy.serverless import ServerlessInferenceConfig
@@ -71,6 +69,22 @@ class Estimator:
         self.sagemaker_session = sagemaker_session or Session()
         self.latest_training_job: str | None = None
         self._model: Model | None = self.create_model() if model_data is not None else None
+
+    @classmethod
+    def attach(cls, training_job_name: str, sagemaker_session: Session | None = None,
+               model_channel_name: str = "model") -> Estimator:
+        """SDK v2's ``Estimator.attach``: an estimator for an existing training job, read back from
+        DescribeTrainingJob. A job still running is waited for; a Failed one raises TrainingError; a
+        Completed one sets ``model_data``, so ``deploy()`` serves it (a LoRA job's adapter on its base).
+        ``model_channel_name`` is accepted for the SDK's signature: localmaker jobs take no model channel."""
+        session = sagemaker_session or Session()
+        description = describe_job(session, training_job_name)
+        arguments = init_arguments(description, session)
+        estimator = cls(sagemaker_session=session, **arguments)
+        remove_with(estimator, arguments["source_dir"])
+        estimator.latest_training_job = training_job_name
+        estimator.wait(logs=False)
+        return estimator
 
     def fit(self, inputs: str | Mapping[str, str] | None = None, wait: bool = True, logs: bool = True,
             job_name: str | None = None) -> None:
@@ -139,7 +153,8 @@ class Estimator:
                container_startup_health_check_timeout: int | None = None,
                inference_recommendation_id: str | None = None, explainer_config: Any = None,
                **kwargs: Any) -> Any:
-        """Serve the trained model; a LoRA job's adapter is served on top of the base it names.
+        """Serve the trained model; a LoRA job's adapter is served on top of the base it names, and its
+        predictor sends and reads JSON unless given a serializer and deserializer (model_data.py).
 
         The parameters are SDK v2's ``EstimatorBase.deploy``, in its order; ``**kwargs`` go to
         ``create_model()`` as in the SDK, and any other keyword is a TypeError naming the closest valid one.
@@ -168,17 +183,6 @@ class Estimator:
                        model_data_download_timeout=model_data_download_timeout,
                        container_startup_health_check_timeout=container_startup_health_check_timeout,
                        inference_recommendation_id=inference_recommendation_id, explainer_config=explainer_config)
-        if self.latest_training_job is not None:
-            workspace = Path(tempfile.mkdtemp(prefix="localmaker-deploy-"))
-            try:
-                served = compose_lora_model(self.model_data, self.sagemaker_session, workspace)
-                if served is not None:
-                    model = Model(model_data=served, role=kwargs.get("role") or self.role, env=self.env,
-                                  name=model_name or default_name, sagemaker_session=self.sagemaker_session,
-                                  predictor_cls=kwargs.get("predictor_cls"))
-                    return model.deploy(**options)
-            finally:
-                shutil.rmtree(workspace, ignore_errors=True)
         model = self.create_model(**kwargs) if kwargs or self._model is None else self._model
         self._model = model
         model.name = check_resource_name(model_name or default_name, "model_name")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import inspect
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localmaker.deploy.async_inference import AsyncInferenceConfig, AsyncPredictor
-from localmaker.deploy.deserializers import BaseDeserializer
+from localmaker.deploy.deserializers import BaseDeserializer, JSONDeserializer
 from localmaker.deploy.model_data import locate, stage
 from localmaker.deploy.predictor import FakePredictor, check_endpoint_presence, confirm_update, start_update
-from localmaker.deploy.serializers import BaseSerializer
+from localmaker.deploy.serializers import BaseSerializer, JSONSerializer
 from localmaker.deploy.serverless import SERVERLESS_IMAGE_TYPE, ServerlessInferenceConfig, describe_serverless
 from localmaker.deploy.session import Session
 from localmaker.deploy.validation import (
@@ -157,9 +156,9 @@ class Model:
                   f"{described}. AWS bills it {'per instance-hour' if serverless is None else 'per use'} until you "
                   "delete it (predictor.delete_endpoint()).", flush=True)
         elif itype.has_gpu and _local_gpu_count() == 0:
-            warnings.warn(f"{itype.name} has a {itype.gpu_model} GPU but this machine has none: the endpoint runs "
-                          "on the CPU. The built-in handler gives the same results, slower; a script that "
-                          "requires CUDA fails to load, and the FailureReason says so", stacklevel=2)
+            from localmaker.local_endpoint.gpu_requirement import warn_missing_gpu_once
+
+            warn_missing_gpu_once(itype.name, itype.gpu_model, stacklevel=2)
 
         artifact = stage(self._data, session, key_prefix=model_name, entry_point=self.entry_point,
                          source_dir=self.source_dir, corpus=self.corpus)
@@ -207,6 +206,9 @@ class Model:
                    deserializer: BaseDeserializer | None) -> Any:
         """``predictor_cls`` built as the SDK builds it, else a FakePredictor."""
         if self.predictor_cls is None:
+            if self._data.lora is not None and self.source_dir is None:
+                # A LoRA artifact is served by the built-in SD handler, which speaks JSON: its predictor does too.
+                serializer, deserializer = serializer or JSONSerializer(), deserializer or JSONDeserializer()
             return FakePredictor(endpoint_name, self.sagemaker_session, serializer, deserializer, model_name=model_name)
         predictor = self.predictor_cls(endpoint_name, self.sagemaker_session)
         if serializer is not None:

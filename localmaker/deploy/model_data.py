@@ -1,6 +1,8 @@
 """Turns ``model_data`` (a named source, a directory, a hub id, or a model.tar.gz) into an S3 artifact.
 
-Where it can, it checks up front that the artifact exists, so a typo fails before anything starts.
+Where it can, it checks up front that the artifact exists, so a typo fails before anything starts. A LoRA
+training job's artifact (adapter only) is recognised here, so every route that takes ``model_data`` serves
+it on its base (lora_artifact.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from localmaker.deploy.lora_artifact import PROBE_LIMIT_BYTES, LoraArtifact, compose_lora_model, probe_archive
 from localmaker.deploy.session import Session
 from localmaker.errors import ConfigurationError
 from localmaker.model.artifact import pack, repack
@@ -28,6 +31,7 @@ class ModelData:
     archive: Path | None = None
     source_dir: Path | None = None
     label: str = "model"
+    lora: LoraArtifact | None = None  # set when the archive is a LoRA job's adapter, served on this base
 
 
 def locate(model_data: str | Path, session: Session) -> ModelData:
@@ -35,7 +39,7 @@ def locate(model_data: str | Path, session: Session) -> ModelData:
     if spec.startswith("s3://"):
         bucket, key = parse_s3_url(spec)
         try:
-            session.s3_client.head_object(Bucket=bucket, Key=key)
+            head = session.s3_client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) == "403":
                 raise ConfigurationError(f"model_data {spec!r} cannot be read with this session's credentials "
@@ -44,7 +48,8 @@ def locate(model_data: str | Path, session: Session) -> ModelData:
                 f"model_data {spec!r} does not exist in S3; upload it first "
                 "(session.upload_file) or pass a local model.tar.gz"
             ) from None
-        return ModelData(s3_url=spec, label=_label(key))
+        lora = _probe_s3(spec, int(head.get("ContentLength", 0)), session)
+        return ModelData(s3_url=spec, label=_label(key), lora=lora)
     if spec.startswith("file://"):
         spec = spec.removeprefix("file://")
         if not Path(spec).is_file():
@@ -53,7 +58,7 @@ def locate(model_data: str | Path, session: Session) -> ModelData:
     if path.is_file():
         if not path.name.endswith((".tar.gz", ".tgz", ".tar")):
             raise ConfigurationError(f"model_data {spec!r} is a file but not a model.tar.gz")
-        return ModelData(archive=path, label=_label(path.name))
+        return ModelData(archive=path, label=_label(path.name), lora=probe_archive(path, spec))
     return ModelData(source_dir=resolve_source(spec), label=_label(spec))
 
 
@@ -63,11 +68,17 @@ def stage(data: ModelData, session: Session, key_prefix: str, entry_point: str |
 
     As the SageMaker SDK does, a given ``source_dir`` replaces the artifact's ``code/`` folder.
     """
-    if data.s3_url and source_dir is None and corpus is None:
+    if data.s3_url and source_dir is None and corpus is None and data.lora is None:
         return data.s3_url
+    # Everything staged, a composed LoRA model included, lives here only until the upload is done.
     with tempfile.TemporaryDirectory(prefix="localmaker-stage-") as scratch:
         scratch_dir = Path(scratch)
-        if data.source_dir is not None:
+        if data.lora is not None:
+            trained = data.archive or _download(str(data.s3_url), session, scratch_dir / "trained.tar.gz")
+            served = compose_lora_model(trained, scratch_dir / "lora", str(data.archive or data.s3_url))
+            artifact = scratch_dir / "model.tar.gz"
+            pack(served, artifact, code_dir=source_dir, entry_point=entry_point, corpus=corpus)
+        elif data.source_dir is not None:
             artifact = scratch_dir / "model.tar.gz"
             pack(data.source_dir, artifact, code_dir=source_dir, entry_point=entry_point, corpus=corpus)
         else:
@@ -80,6 +91,14 @@ def stage(data: ModelData, session: Session, key_prefix: str, entry_point: str |
                 repack(artifact, repacked, code_dir=source_dir, entry_point=entry_point or DEFAULT_PROGRAM)
                 artifact = repacked
         return session.upload_file(artifact, f"{key_prefix}/model.tar.gz")
+
+
+def _probe_s3(s3_url: str, size: int, session: Session) -> LoraArtifact | None:
+    """Look inside an S3 artifact small enough to be an adapter; a larger one is served as it is."""
+    if size > PROBE_LIMIT_BYTES:
+        return None
+    with tempfile.TemporaryDirectory(prefix="localmaker-probe-") as scratch:
+        return probe_archive(_download(s3_url, session, Path(scratch) / "model.tar.gz"), s3_url)
 
 
 def _download(s3_url: str, session: Session, destination: Path) -> Path:

@@ -109,9 +109,9 @@ class FakePredictor:
                                                    ("InferenceId", inference_id)) if value is not None}
         if not self.sagemaker_session.is_local or routing or self._routed_elsewhere():
             return self._invoke_endpoint(body, headers, routing)
-        answer = self._post_to_an_instance(body, headers)
+        answer, url = self._post_to_an_instance(body, headers)
         if answer.status >= 400:
-            raise ModelError(answer.status, _error_message(answer.data), self.endpoint_name)
+            raise self._container_error(answer.status, _error_message(answer.data), url)
         self.last_response_headers = dict(answer.headers)
         content_type = answer.headers.get("Content-Type", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer.data), content_type)
@@ -122,8 +122,9 @@ class FakePredictor:
             self._learn_the_fleet()
             return self._routed_by_control_plane
 
-    def _post_to_an_instance(self, body: bytes, headers: dict[str, str]) -> Any:
-        """POST to the next instance; when it cannot be reached, ask the control plane again.
+    def _post_to_an_instance(self, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
+        """POST to the next instance (the answer, and the instance it came from); when it cannot be reached,
+        ask the control plane again.
 
         Instances come and go (a blue/green update, a scale-down, an instance healed after a crash), and
         this predictor remembers their URLs. A refused connection never reached a container, so sending
@@ -134,7 +135,7 @@ class FakePredictor:
             try:
                 with mapped_transport_errors():
                     return self._http.request("POST", f"{url}/invocations", body=body, headers=headers,
-                                              timeout=self._timeout_s)
+                                              timeout=self._timeout_s), url
             except InstanceUnreachable:
                 with self._lock:
                     self._urls = []
@@ -163,7 +164,7 @@ class FakePredictor:
             error = self._model_error(exc)
             if error is None:
                 raise
-            raise error from exc
+            raise error from None  # the ModelError is that ClientError, with the container's evidence added
         self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
         content_type = answer.get("ContentType", "application/octet-stream")
         return self.deserializer.deserialize(io.BytesIO(answer["Body"].read()), content_type)
@@ -172,9 +173,15 @@ class FakePredictor:
         """botocore's ModelError as localmaker's, with the container's status and message; None for others."""
         if exc.response.get("Error", {}).get("Code") != "ModelError":
             return None
-        return ModelError(int(exc.response.get("OriginalStatusCode", 500)),
-                          _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")),
-                          self.endpoint_name)
+        return self._container_error(int(exc.response.get("OriginalStatusCode", 500)),
+                                     _error_message(str(exc.response.get("OriginalMessage", "")).encode("utf-8")))
+
+    def _container_error(self, status: int, message: str, instance_url: str | None = None) -> ModelError:
+        """A 500 is the handler's failure: its traceback is in an instance log, and the error says where and
+        how it ends (the user's file and line). A 4xx is the request's fault, with nothing logged to show."""
+        evidence = self.sagemaker_session.failure_evidence(self.endpoint_name, message, instance_url) \
+            if status >= 500 else ""
+        return ModelError(status, message, self.endpoint_name, evidence)
 
     def predict_stream(self, data: Any, initial_args: dict[str, str] | None = None,
                        target_variant: str | None = None, inference_id: str | None = None,
@@ -206,7 +213,7 @@ class FakePredictor:
             error = self._model_error(exc)
             if error is None:
                 raise
-            raise error from exc
+            raise error from None  # the ModelError is that ClientError, with the container's evidence added
         self.last_response_headers = dict(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
         if iterator is not None:
             return iterator(answer["Body"])

@@ -4,11 +4,13 @@ with ``target="aws"``, real AWS through the ordinary boto3 credential chain."""
 from __future__ import annotations
 
 import atexit
+import difflib
 import json
 import logging
 import os
 import threading
 import time
+import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable
@@ -19,7 +21,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 from localmaker.deploy.endpoint_view import EndpointView
-from localmaker.errors import ConfigurationError, DeploymentError
+from localmaker.deploy.plain_boto3 import refuse_supplied_credentials, supply_missing_aws_defaults
+from localmaker.errors import ConfigurationError, DeploymentError, EndpointNotFound
 from localmaker.spec.names import LOCAL_CREDENTIALS, endpoint_log_group
 from localmaker.spec.sdk_config import default_bucket as sdk_default_bucket
 
@@ -50,11 +53,17 @@ class Session:
     ``target="aws"`` starts nothing locally: the clients are ordinary boto3 clients for ``region_name``
     (else the boto3 session's region), with the default credential chain or the ``boto_session`` given.
     ``default_bucket`` replaces ``sagemaker-<region>-<account>`` as the bucket artifacts go to.
+    Without ``work_root``, the embedded control plane works in a ``/tmp/localmaker-*`` folder that is
+    removed when the session closes, unless ``keep_work=True`` (or ``LOCALMAKER_KEEP_WORK=1``) keeps it.
+    A local session sets ``AWS_DEFAULT_REGION`` and dummy credentials in ``os.environ`` where boto3 finds
+    none, so that a plain ``boto3.client(..., endpoint_url=session.endpoint_url)`` works on a machine with no
+    AWS set-up; a region or credentials that boto3 does find are left alone.
     """
 
     def __init__(self, endpoint_url: str | None = None, region_name: str | None = None,
                  work_root: str | Path | None = None, startup_timeout_s: float = 600.0, target: str = "local",
-                 boto_session: boto3.Session | None = None, default_bucket: str | None = None) -> None:
+                 boto_session: boto3.Session | None = None, default_bucket: str | None = None,
+                 keep_work: bool | None = None) -> None:
         if target not in TARGETS:
             raise ConfigurationError(f"target {target!r} is not one of {', '.join(map(repr, TARGETS))}: "
                                      "'local' rehearses on this machine, 'aws' deploys to real SageMaker")
@@ -77,12 +86,13 @@ class Session:
                 from localmaker.control_plane.server import ControlPlane
 
                 self._control_plane = ControlPlane(region=region_name, work_root=work_root,
-                                                   startup_timeout_s=startup_timeout_s).start()
+                                                   startup_timeout_s=startup_timeout_s, keep_work=keep_work).start()
                 _LIVE_CONTROL_PLANES.add(self._control_plane)
                 endpoint_url = self._control_plane.url
             self.endpoint_url = endpoint_url.rstrip("/")
             self.region_name = region_name
             self.boto_session = boto3.Session(region_name=region_name, **LOCAL_CREDENTIALS)
+            supply_missing_aws_defaults(region_name)
         self.sagemaker_client = self._client("sagemaker")
         self.sagemaker_runtime_client = self._client("sagemaker-runtime")
         self.s3_client = self._client("s3")
@@ -149,8 +159,30 @@ class Session:
     def local_endpoint(self, name: str) -> EndpointView:
         """The control plane's view of a running endpoint: instance URLs, devices, log files."""
         url = self.require_local("local_endpoint()")
-        with urllib.request.urlopen(f"{url}/_localmaker/endpoints/{name}", timeout=10) as answer:
-            return EndpointView(json.load(answer))
+        try:
+            with urllib.request.urlopen(f"{url}/_localmaker/endpoints/{name}", timeout=10) as answer:
+                return EndpointView(json.load(answer))
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400 or b"Could not find endpoint" not in exc.read():
+                raise
+        with urllib.request.urlopen(f"{url}/_localmaker/endpoints", timeout=10) as answer:
+            running = [str(e["EndpointName"]) for e in json.load(answer)["Endpoints"]]
+        close = difflib.get_close_matches(name, running, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        more = f" and {len(running) - 10} more" if len(running) > 10 else ""
+        shown = ", ".join(map(repr, sorted(running)[:10])) + more
+        known = f" It runs {shown}." if running else " It runs no endpoint."
+        raise EndpointNotFound(f"endpoint {name!r} not found on the control plane at {url}{hint}{known}")
+
+    def failure_evidence(self, endpoint_name: str, message: str, instance_url: str | None = None) -> str:
+        """Where a failure of ``endpoint_name`` left its traceback: the instance log's path and the end of
+        its traceback, cut to the user's frames (instance_evidence.py); "" where there is none to read."""
+        from localmaker.deploy.instance_evidence import endpoint_pointer
+
+        evidence = endpoint_pointer(self, endpoint_name, message, instance_url)
+        if evidence and self._control_plane is not None:
+            self._control_plane.evidence_cited = True  # closing says where that log went
+        return evidence
 
     def wait_for_endpoint(self, name: str, timeout_s: float = 900.0, poll_s: float | None = None,
                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -168,9 +200,10 @@ class Session:
             if status == "InService":
                 return dict(description)
             if status == "Failed":
-                raise DeploymentError(
-                    f"endpoint {name!r} failed to start: {description.get('FailureReason', 'no reason given')}"
-                )
+                reason = str(description.get("FailureReason", "no reason given"))
+                evidence = self.failure_evidence(name, reason)
+                raise DeploymentError(f"endpoint {name!r} failed to start: {reason}" + (f". {evidence}" if evidence
+                                                                                        else ""))
             if time.monotonic() > deadline:
                 raise DeploymentError(f"endpoint {name!r} was still {status} after {timeout_s:.0f}s")
             time.sleep(interval)
@@ -199,6 +232,7 @@ def _aws_boto_session(region_name: str | None, boto_session: boto3.Session | Non
     if not region:
         raise ConfigurationError("target='aws' needs a region: pass region_name='eu-west-1' (for example), or "
                                  "set AWS_DEFAULT_REGION or a region in your AWS profile")
+    refuse_supplied_credentials(session)
     if session.get_credentials() is None:
         raise ConfigurationError("target='aws' found no AWS credentials: run `aws configure` or `aws sso login`, "
                                  "set AWS_PROFILE, or pass boto_session=boto3.Session(...)")

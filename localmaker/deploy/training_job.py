@@ -1,13 +1,14 @@
 """The client side of a training job: package the code, start the job, follow it to the end.
 
-Following a job prints its log as it runs and turns the script's progress lines into a progress bar,
-as ``Estimator.fit(wait=True, logs=True)`` shows CloudWatch logs in the SageMaker SDK.
+Following a job prints its log as it runs and shows the script's progress (which the control plane takes
+out of the log and reports on its job route) as a progress bar, as ``Estimator.fit(wait=True, logs=True)``
+shows CloudWatch logs in the SageMaker SDK.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-import sys
 import tempfile
 import time
 import urllib.request
@@ -19,9 +20,10 @@ from tqdm import tqdm
 
 from localmaker.deploy.session import Session
 from localmaker.errors import ConfigurationError, TrainingError
+from localmaker.logging_setup import progress_bar
 from localmaker.model.artifact import pack_directory
 from localmaker.spec.hyperparameters import encode_hyperparameters
-from localmaker.spec.training_progress import parse_progress
+from localmaker.spec.training_progress import PREFIX as PROGRESS_PREFIX
 from localmaker.training import SOURCE_DIR as TRAINING_SOURCE_DIR
 
 # The entry scripts localmaker ships; each runs with every sibling module of its folder beside it.
@@ -73,14 +75,14 @@ def follow(session: Session, job_name: str, logs: bool = True, poll_s: float = 0
         pending = lines.pop()
         for raw in lines:
             line = raw.decode("utf-8", "replace")
-            progress = parse_progress(line)
-            if progress and logs:
-                if bar is None:
-                    bar = tqdm(total=progress.total, desc=f"training {job_name}", unit="step", file=sys.stderr)
-                bar.update(progress.step - bar.n)
-                bar.set_postfix(loss=f"{progress.loss:.6f}")
-            elif logs and line.strip():
+            if logs and line.strip() and not line.lstrip().startswith(PROGRESS_PREFIX):  # an older log had them
                 (bar.write if bar is not None else print)(line)
+        step = _progress(session, job_name) if logs else None
+        if step is not None:
+            if bar is None:
+                bar = progress_bar(total=step["Total"], desc=f"training {job_name}", unit="step")
+            bar.update(step["Step"] - bar.n)
+            bar.set_postfix(loss=f"{step['Loss']:.6f}")
         if status in TERMINAL:
             if bar is not None:
                 bar.close()
@@ -97,6 +99,19 @@ def _log_chunk(session: Session, job_name: str, offset: int) -> tuple[bytes, int
             return answer.read(), int(answer.headers.get("X-Log-Next-Offset", offset))
     except OSError:  # a control plane without local logs (or a brief hiccup): statuses still arrive
         return b"", offset
+
+
+def _progress(session: Session, job_name: str) -> dict[str, Any] | None:
+    """The job's last progress line as the control plane noted it (Step, Total, Loss); None before the first."""
+    url = f"{session.require_local('the training job route')}/_localmaker/training-jobs/{job_name}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            progress = json.loads(answer.read()).get("Progress") or {}
+    except (OSError, ValueError):  # a brief hiccup: the next poll tries again
+        return None
+    if not progress.get("Total") or progress.get("Loss") is None:
+        return None
+    return dict(progress)
 
 
 def hyperparameters_for_job(hyperparameters: Mapping[str, Any], entry_point: str, source_url: str,

@@ -19,7 +19,7 @@ def check_role(role: str | None) -> str:
     if not role:
         raise ConfigurationError(
             "role is required: pass the ARN of a SageMaker execution role, "
-            "e.g. 'arn:aws:iam::111122223333:role/SageMakerRole'"
+            "e.g. 'arn:aws:iam::123456789012:role/SageMakerRole'"
         )
     if not _ROLE_ARN.match(role):
         raise ConfigurationError(

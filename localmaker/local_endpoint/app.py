@@ -23,6 +23,7 @@ from localmaker.local_endpoint.media_types import JSON, request_accept
 from localmaker.local_endpoint.model_executor import ModelExecutor
 from localmaker.local_endpoint.model_holder import LoadState, ModelHolder
 from localmaker.local_endpoint.openapi_document import openapi_document
+from localmaker.local_endpoint.readiness_log import PING_PATH, PingAnswers
 from localmaker.local_endpoint.settings import EndpointSettings
 from localmaker.spec.names import CUSTOM_ATTRIBUTES_HEADER
 
@@ -47,6 +48,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
                              on_stuck=on_stuck)
     # The document is fixed for the process, and serving it must not depend on the model (nor load code).
     openapi_json = json.dumps(openapi_document())
+    pings = PingAnswers()  # readiness polls are logged once per change of answer (readiness_log.py)
 
     @app.before_request
     def refuse_web_pages() -> None:
@@ -56,6 +58,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
     @app.get("/ping")
     def ping() -> Response:
         holder.require_ready()  # until the model is loaded, raises the 503 that says why
+        pings.changed(200)  # a later 503 (the model failed, or reloads) is news again
         return _json(200, {"status": LoadState.HEALTHY.value})
 
     @app.post("/invocations")
@@ -102,7 +105,7 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
         error = to_endpoint_error(exc)
         if error.status >= 500 and not isinstance(error, ModelNotReady):
             logger.error("invocation failed with %s", error.status, exc_info=exc)
-        else:
+        elif request.path != PING_PATH or pings.changed(error.status):  # a readiness poll: once per change
             logger.info("answered %s: %s", error.status, error.message)
         response = _json(error.status, error.body())
         if isinstance(error, ModelNotReady):

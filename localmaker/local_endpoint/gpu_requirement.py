@@ -1,13 +1,34 @@
-"""Say so when a handler failed because it needs a GPU that this instance does not have.
+"""Say so when a GPU instance type runs here without a GPU: once when deploying, and in the failure of a
+handler that needs one.
 
 A GPU instance type on a machine without one runs on the CPU. The built-in handler follows the device it
 is given, but a user's script may pin ``cuda``; torch then fails with a message about CUDA that does not
-say why there is none here. The FailureReason should.
+say why there is none here. The FailureReason should. The deploy-time warning is said once per process:
+a notebook that deploys ten GPU endpoints on a laptop learns the fact once, not ten times.
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
+
 _CUDA_WORDS = ("cuda", "nvidia", "gpu")
+_warned = threading.Event()  # set once the missing GPU has been reported in this process
+
+
+def warn_missing_gpu_once(instance_type: str, gpu_model: str, stacklevel: int = 2) -> bool:
+    """Warn (a UserWarning at the caller's ``stacklevel``) that ``instance_type``'s GPU is missing here and
+    the endpoint runs on the CPU, the first time this process deploys a GPU type; later calls say nothing.
+    Returns whether it warned. The warnings module's own once-per-location rule is not enough: every
+    ``deploy()`` line of a script is a location of its own."""
+    if _warned.is_set():
+        return False
+    _warned.set()
+    warnings.warn(f"{instance_type} has a {gpu_model} GPU but this machine has none: the endpoint runs on the "
+                  "CPU. The built-in handler gives the same results, slower; a script that requires CUDA fails "
+                  "to load, and the FailureReason says so. (Said once per process, for every GPU endpoint.)",
+                  UserWarning, stacklevel=stacklevel + 1)
+    return True
 
 
 def needs_gpu_note(exc: BaseException, device: str) -> str | None:

@@ -19,6 +19,8 @@ from typing import Any
 
 # gthread, with each request read whole before it takes a thread (request_front.py).
 worker_class = "localmaker.local_endpoint.request_front.BufferingThreadWorker"
+# The access log says a /ping once per change of answer, not at every readiness poll (readiness_log.py).
+logger_class = "localmaker.local_endpoint.readiness_log.PingAwareLogger"
 
 _PARENT_PID = int(os.environ.get("LOCALMAKER_PARENT_PID", "0") or 0)
 WATCH_INTERVAL_S = 0.5

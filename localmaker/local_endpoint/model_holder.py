@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
+from localmaker.inference import CODE_DIR as BUILTIN_CODE_DIR
 from localmaker.local_endpoint.context import InvocationContext
 from localmaker.local_endpoint.errors import ModelLoadFailed, ModelNotReady
 from localmaker.local_endpoint.gpu_requirement import needs_gpu_note
 from localmaker.local_endpoint.handlers import Handlers, load_script
 from localmaker.local_endpoint.requirements_check import RequirementsReport, check_code_dir, explain_import_failure
 from localmaker.local_endpoint.settings import EndpointSettings
+from localmaker.logging_setup import quiet_model_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +51,18 @@ class ModelHolder:
         """Import the script and run model_fn; any failure is kept for /ping rather than crashing."""
         requirements: RequirementsReport | None = None
         step = f"loading {self._settings.program}"
+        # localmaker's own handler loads quietly (no library progress bars or torchvision notice in the
+        # instance's log); a user's script keeps whatever its libraries print.
+        quiet = quiet_model_libraries() if _is_builtin(self._settings.code_dir / self._settings.program) \
+            else contextlib.nullcontext()
         try:
             requirements = self._check_requirements()
-            module = load_script(self._settings.code_dir, self._settings.program)
-            handlers = Handlers.from_module(module)
-            step = "model_fn"
-            context = InvocationContext.for_loading(self._settings.model_dir)
-            self.model = handlers.load_model(self._settings.model_dir, context)
+            with quiet:
+                module = load_script(self._settings.code_dir, self._settings.program)
+                handlers = Handlers.from_module(module)
+                step = "model_fn"
+                context = InvocationContext.for_loading(self._settings.model_dir)
+                self.model = handlers.load_model(self._settings.model_dir, context)
             self.handlers = handlers
             self._state = LoadState.HEALTHY
             logger.info("model loaded from %s", self._settings.model_dir)
@@ -88,3 +97,11 @@ class ModelHolder:
         if self._state is not LoadState.HEALTHY or self.handlers is None:
             raise ModelNotReady("the model is still loading; retry once GET /ping answers 200")
         return self.handlers, self.model
+
+
+def _is_builtin(script: Path) -> bool:
+    """Whether ``script`` is localmaker's built-in handler, as packed into code/ (the same bytes)."""
+    try:
+        return script.read_bytes() == (BUILTIN_CODE_DIR / "inference.py").read_bytes()
+    except OSError:
+        return False

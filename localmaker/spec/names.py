@@ -31,10 +31,12 @@ LOCAL_ACCOUNT_ID = "123456789012"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 # What scripts, the CLI and the benchmarks pass as ``role``: any well-formed role ARN passes the control
 # plane's checks, and nothing is assumed in AWS.
-PLACEHOLDER_ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+# The same account as the ARNs (one account throughout, as in one real AWS account).
+PLACEHOLDER_ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/SageMakerRole"
 
 # CloudWatch log groups, as SageMaker names them.
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
+ENDPOINT_LOG_STREAM = "{variant}/{instance_id}"  # one stream per instance, e.g. AllTraffic/i-0a1b2c3d4e5f67890
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # one stream per instance: <job>/<instance-id>
 
@@ -46,6 +48,10 @@ LORA_BASE_MODEL_FILE = "localmaker_base_model.json"
 
 def endpoint_log_group(name: str) -> str:
     return ENDPOINT_LOG_GROUP.format(name=name)
+
+
+def endpoint_log_stream(variant: str, instance_id: str) -> str:
+    return ENDPOINT_LOG_STREAM.format(variant=variant, instance_id=instance_id)
 
 
 def endpoint_log_group_arn(region: str, name: str) -> str:

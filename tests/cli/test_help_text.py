@@ -90,3 +90,14 @@ def test_the_help_a_user_reads_shows_defaults_and_required_flags():
                                                               "(default: $AWS_ENDPOINT_URL)")
     invoke = subprocess.run([*CLI, "invoke", "--help"], capture_output=True, text=True, timeout=60, env=env)
     assert _help_entries(invoke.stdout)["--body"] == "the request body, or @FILE to send a file's bytes (required)"
+
+
+def test_a_default_of_zero_is_shown_and_an_off_switch_is_not():
+    from localmaker.cli.help_format import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help="the seed")
+    parser.add_argument("--fast", action="store_true", help="go fast")
+    text = parser.format_help()
+    assert "the seed (default: 0)" in text
+    assert "go fast\n" in text and "default: False" not in text

@@ -67,7 +67,7 @@ def test_bring_your_own_container_images_are_named_as_unsupported():
     assert unsupported_image_reason(default_image("eu-west-1", CATALOGUE["ml.g5.xlarge"])) is None
     assert unsupported_image_reason(
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.1-gpu") is None
-    reason = unsupported_image_reason("111122223333.dkr.ecr.us-east-1.amazonaws.com/my-server:latest")
+    reason = unsupported_image_reason("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-server:latest")
     assert reason is not None and "bring-your-own" in reason and "Docker" in reason
 
 

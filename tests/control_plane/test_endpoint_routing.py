@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -53,10 +54,11 @@ def test_target_variant_weights_and_an_empty_rotation():
         endpoint.route()
 
 
-def test_instance_ids_never_repeat():
-    endpoint = RunningEndpoint("e", Path("."), "c")
-    assert [endpoint.next_instance_id("AllTraffic") for _ in range(3)] == ["AllTraffic-0", "AllTraffic-1",
-                                                                          "AllTraffic-2"]
+def test_instance_ids_never_repeat_and_look_like_ec2_ids():
+    endpoint, other = RunningEndpoint("e", Path("."), "c"), RunningEndpoint("f", Path("."), "c")
+    ids = [endpoint.next_instance_id("AllTraffic") for _ in range(300)] + [other.next_instance_id("AllTraffic")]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"i-[0-9a-f]{17}", i) for i in ids), ids[:3]
 
 
 def test_an_instance_swapped_out_or_taken_out_no_longer_serves():

@@ -150,7 +150,7 @@ def test_simulate_principal_policy_allows_every_action_asked(plane):
 
 def test_a_role_a_simulation_names_exists_afterwards_and_trusts_sagemaker(plane):
     iam = plane_client(plane, "iam")
-    role = "arn:aws:iam::111122223333:role/service/ModelBuilderRole"
+    role = "arn:aws:iam::123456789012:role/service/ModelBuilderRole"
     with pytest.raises(ClientError):
         iam.get_role(RoleName="ModelBuilderRole")
     iam.simulate_principal_policy(PolicySourceArn=role, ActionNames=["ecr:GetAuthorizationToken"])

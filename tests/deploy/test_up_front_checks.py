@@ -27,7 +27,7 @@ def _resources(session: Session) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.parametrize("role", [None, "", "SageMakerRole", "arn:aws:iam::1234:role/x",
-                                  "arn:aws:iam::111122223333:user/alice"])
+                                  "arn:aws:iam::123456789012:user/alice"])
 def test_a_wrong_role_is_refused_with_the_expected_form(role):
     with pytest.raises(ConfigurationError, match="arn:aws:iam::"):
         check_role(role)

@@ -191,7 +191,7 @@ def test_a_model_that_cannot_load_fails_the_job(session, clients, tmp_path):
     _no_process_left(session, "broken-model")
 
     s3.put_object(Bucket=BUCKET, Key="models/garbage/model.tar.gz", Body=b"not a tar archive")
-    sagemaker.create_model(ModelName="transform-garbage", ExecutionRoleArn="arn:aws:iam::111122223333:role/R",
+    sagemaker.create_model(ModelName="transform-garbage", ExecutionRoleArn="arn:aws:iam::123456789012:role/R",
                            PrimaryContainer={"Image": "x", "ModelDataUrl": f"s3://{BUCKET}/models/garbage/model.tar.gz"})
     sagemaker.create_transform_job(**job_request("garbage-model", "transform-garbage", "unloadable/in/",
                                                  "unloadable/out"))

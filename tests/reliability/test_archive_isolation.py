@@ -28,7 +28,7 @@ from localmaker.spec.instance_types import CATALOGUE
 from tests.model import archive_bombs as bombs
 from tests.reliability.conftest import code_only_archive, wait_until
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = default_image("us-east-1", CATALOGUE["ml.m5.large"])
 BUCKET = "bombs"
 HANDLER = """

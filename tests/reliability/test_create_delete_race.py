@@ -29,7 +29,7 @@ from tests.reliability.conftest import code_only_archive, wait_until
 
 NAMES = ["race-a", "race-b", "race-c"]
 ROUNDS = 6
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 HANDLER = """
     import json
 

@@ -30,7 +30,7 @@ from localmaker.spec.container_images import default_image
 from localmaker.spec.instance_types import CATALOGUE
 from tests.reliability.conftest import code_only_archive
 
-ROLE = "arn:aws:iam::111122223333:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "hostile-names"
 IMAGE = default_image("us-east-1", CATALOGUE["ml.m5.large"])
 HANDLER = """

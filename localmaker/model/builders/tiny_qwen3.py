@@ -193,12 +193,15 @@ def build_tiny_qwen3(dest: Path) -> Path:
 
     Deterministic: the same tokenizer and byte-identical ``model.safetensors`` on every build.
     """
+    from localmaker.logging_setup import quiet_model_libraries
+
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    model = build_model(vocab_size=len(tokenizer), eos_id=tokenizer.convert_tokens_to_ids(EOS_TOKEN))
-    model.save_pretrained(dest, safe_serialization=True)
-    tokenizer.save_pretrained(dest)
+    with quiet_model_libraries():  # no "Writing model shards" bar for a one-file model the user did not ask for
+        tokenizer = build_tokenizer()
+        model = build_model(vocab_size=len(tokenizer), eos_id=tokenizer.convert_tokens_to_ids(EOS_TOKEN))
+        model.save_pretrained(dest, safe_serialization=True)
+        tokenizer.save_pretrained(dest)
     write_sentence_transformers_files(dest, hidden_size=model.config.hidden_size)
     logger.info("built tiny Qwen3 embedding model in %s", dest)
     return dest

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ IMAGE_SIZE = 64  # the pipeline's native size: unet sample_size 16 x vae_scale_f
 VAE_SCALE_FACTOR = 4
 _SAFETY_IMAGE_SIZE = 32
 _SEED = 0
+# The progress bar's label while tiny-sd is built (the first time a machine uses it).
+BUILD_PROGRESS_LABEL = "building tiny-sd (first use only)"
 _END_OF_WORD = "</w>"
 
 # CLIP's pre-tokenizer split (as in transformers' CLIPTokenizer and OpenAI's simple_tokenizer).
@@ -328,9 +330,20 @@ def build_tiny_sd(dest: Path, *, with_safety_checker: bool = False) -> Path:
     Deterministic on a given machine: byte-identical weights on every build (the UNet's short prior
     fit is seeded). Safetensors only, as the real repo serves.
     """
+    from localmaker.logging_setup import progress_bar, quiet_model_libraries
+    from localmaker.model.builders import tiny_sd_prior
+
+    # The first build takes about 100 s on two cores, nearly all of it the UNet's prior fit: a user
+    # waiting on Model("tiny-sd") or `localmaker demo` sees that on stderr rather than a silent pause.
+    steps = tiny_sd_prior.PRIOR_STEPS
+    with quiet_model_libraries(), progress_bar(total=steps, unit="step", leave=True,
+                                               desc=BUILD_PROGRESS_LABEL) as bar:
+        return _build(Path(dest), with_safety_checker, steps, on_step=lambda step: bar.update(step - bar.n))
+
+
+def _build(dest: Path, with_safety_checker: bool, prior_steps: int, on_step: Callable[[int], None]) -> Path:
     from diffusers import StableDiffusionPipeline
 
-    dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     merges = train_clip_merges()
     tokenizer = build_tokenizer(merges)
@@ -351,7 +364,7 @@ def build_tiny_sd(dest: Path, *, with_safety_checker: bool = False) -> Path:
         pipe.register_to_config(feature_extractor=("transformers", "CLIPImageProcessor"))
     with _seeded():
         apply_prior(pipe.unet, pipe.vae, pipe.text_encoder, tokenizer, pipe.scheduler.config, TRAINING_TEXT,
-                  size=IMAGE_SIZE)
+                  size=IMAGE_SIZE, steps=prior_steps, on_step=on_step)
     pipe.save_pretrained(dest, safe_serialization=True)
     write_clip_vocab_files(dest / "tokenizer", merges)
     logger.info("built tiny Stable Diffusion pipeline in %s", dest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,32 +36,37 @@ _FITTED: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
 
 
 def apply_prior(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: Any,
-                captions: tuple[str, ...], size: int, steps: int = PRIOR_STEPS) -> None:
+                captions: tuple[str, ...], size: int, steps: int = PRIOR_STEPS,
+                on_step: Callable[[int], None] | None = None) -> None:
     """Give ``unet`` the fitted prior. The fit is deterministic (seeded, one thread), so a process
-    fits once and reuses the weights for every later build of the same configuration."""
+    fits once and reuses the weights for every later build of the same configuration. ``on_step(n)``
+    hears of each fitted step (n from 1 to ``steps``); a reused fit calls it with ``steps`` once."""
     key = (unet.config.to_json_string() if hasattr(unet.config, "to_json_string") else repr(unet.config), size, steps)
     if key not in _FITTED:
-        fit_prior(unet, vae, text_encoder, tokenizer, scheduler_config, captions, size, steps)
+        fit_prior(unet, vae, text_encoder, tokenizer, scheduler_config, captions, size, steps, on_step)
         _FITTED[key] = {name: value.detach().clone() for name, value in unet.state_dict().items()}
+    elif on_step is not None:
+        on_step(steps)
     unet.load_state_dict(_FITTED[key])
     unet.eval()
 
 
 def fit_prior(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: Any,
-              captions: tuple[str, ...], size: int, steps: int = PRIOR_STEPS) -> float:
+              captions: tuple[str, ...], size: int, steps: int = PRIOR_STEPS,
+              on_step: Callable[[int], None] | None = None) -> float:
     """Noise-prediction training of the whole UNet on colour fields, captioned at random; returns the
     last loss. Runs on one thread: a CPU reduction split over more threads rounds differently, and a
     build must give the same bytes on any machine setting."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(unet, vae, text_encoder, tokenizer, scheduler_config, captions, size, steps)
+        return _fit(unet, vae, text_encoder, tokenizer, scheduler_config, captions, size, steps, on_step)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: Any,
-         captions: tuple[str, ...], size: int, steps: int) -> float:
+         captions: tuple[str, ...], size: int, steps: int, on_step: Callable[[int], None] | None) -> float:
     from diffusers import DDPMScheduler
 
     generator = torch.Generator().manual_seed(0)
@@ -75,7 +81,7 @@ def _fit(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_confi
     started = time.perf_counter()
     unet.train()
     loss = torch.tensor(float("nan"))
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         with torch.no_grad():
             latents = vae.encode(colour_fields(PRIOR_BATCH, size, generator)).latent_dist.mean
             latents = latents * vae.config.scaling_factor
@@ -88,6 +94,8 @@ def _fit(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_confi
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if on_step is not None:
+            on_step(step)
     unet.eval()
     logger.info("fitted tiny-sd's colour-field prior: %d steps in %.1f s, final loss %.4f",
                 steps, time.perf_counter() - started, loss.item())
