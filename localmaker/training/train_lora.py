@@ -50,6 +50,7 @@ def run(argv: list[str], environ: dict[str, str]) -> None:
     examples = scan_training_data(env.training_channel)
     base = resolve_base_model(hp.base_model, env.base_channel)
     logger.info("host %s: LoRA on %s (%s), %s", env.current_host, hp.base_model, base, asdict(hp))
+    _quiet_libraries()
     components = load_components(base, hp.base_model)
     result = train(hp, examples, components, device, precision)
     weights = save_lora(components["unet"], env.model_dir)
@@ -67,6 +68,17 @@ def _print_help() -> None:
     defaults["mixed_precision"] = "bf16|fp16 on CUDA, no on the CPU"
     sys.stdout.write("usage: train_lora.py --base_model SOURCE [--name value ...]\nhyperparameters (defaults): "
                      + ", ".join(f"{k}={v}" for k, v in defaults.items()) + "\n")
+
+
+def _quiet_libraries() -> None:
+    """Keep the libraries' loading bars and notices (torchvision missing, say) out of the training log:
+    on a job's log page they bury the script's own lines, and none of them is something to act on."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_progress_bar()
+        library.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,14 @@ def test_progress_lines_parse_and_end_at_the_last_step(trained: Job) -> None:
     assert "first loss" in trained.result.stderr and "last loss" in trained.result.stderr
 
 
+def test_the_log_holds_the_scripts_lines_not_the_libraries_bars_and_notices(trained: Job) -> None:
+    assert trained.result is not None
+    log = trained.result.stderr
+    assert "Loading weights" not in log and "it/s]" not in log  # transformers' and diffusers' loading bars
+    assert "torchvision" not in log  # transformers' notice, printed when the pipeline is saved
+    assert "training_loop: step 1/120" in log
+
+
 def test_lora_loads_in_a_stock_pipeline_and_scale_zero_is_the_base(trained: Job, tiny_sd_dir: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
