@@ -36,6 +36,19 @@ from localmaker.spec.container_images import training_image
 from localmaker.spec.instance_types import lookup
 
 
+class TrainingJobName(str):
+    """The latest job's name. SDK v2 scripts read ``estimator.latest_training_job.name`` (or ``.job_name``), a
+    ``_TrainingJob``'s; localmaker's callers use it as the string it is."""
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    @property
+    def job_name(self) -> str:
+        return str(self)
+
+
 class Estimator:
     """Runs ``entry_point`` as a SageMaker training job on the local control plane, or in SageMaker itself
     with a ``target="aws"`` session (the PyTorch training DLC, channels from S3).
@@ -67,7 +80,7 @@ class Estimator:
         self.max_run = max_run
         self.base_job_name = base_job_name or Path(entry_point).stem.replace("_", "-")
         self.sagemaker_session = sagemaker_session or Session()
-        self.latest_training_job: str | None = None
+        self.latest_training_job: TrainingJobName | None = None
         self._model: Model | None = self.create_model() if model_data is not None else None
 
     @classmethod
@@ -82,7 +95,7 @@ class Estimator:
         arguments = init_arguments(description, session)
         estimator = cls(sagemaker_session=session, **arguments)
         remove_with(estimator, arguments["source_dir"])
-        estimator.latest_training_job = training_job_name
+        estimator.latest_training_job = TrainingJobName(training_job_name)
         estimator.wait(logs=False)
         return estimator
 
@@ -116,7 +129,7 @@ class Estimator:
                                                     session.region_name, job_name),
             Environment=self.env,
         )
-        self.latest_training_job = job_name
+        self.latest_training_job = TrainingJobName(job_name)
         self._model = None
         if wait:
             self.wait(logs=logs)

@@ -145,3 +145,11 @@ def test_names_follow_the_sdks_name_from_base_and_read_back_with_its_base_from_n
     assert re.fullmatch(r"my-training-job-\d{4}(-\d{2}){5}-\d{3}", name)
     assert sdk_base_from_name(name) == base_from_name(name) == "my-training-job"
     assert len(name_from_base("x" * 80)) == 63
+
+
+def test_the_latest_training_job_reads_as_sdk_v2s_job_object_and_as_a_string():
+    from localmaker.deploy.estimator import TrainingJobName
+
+    job = TrainingJobName("train-lora-2026-12-07-14-40-00-000")
+    assert job.name == job.job_name == job == "train-lora-2026-12-07-14-40-00-000"
+    assert f"{job}-model.tar.gz" == "train-lora-2026-12-07-14-40-00-000-model.tar.gz"
