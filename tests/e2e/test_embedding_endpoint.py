@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from botocore.exceptions import ClientError
 from localmaker import ModelError
 from localmaker.deploy import FakePredictor, Model
 from localmaker.deserializers import JSONDeserializer, NumpyDeserializer
+from localmaker.local_endpoint import gpu_requirement
 from localmaker.serializers import JSONSerializer
 from tests.e2e.conftest import ROLE, instance_pids
 from tests.process_probe import group_members
@@ -29,7 +31,9 @@ def qwen_endpoint(session, tiny_qwen3_dir, started_groups):
     # A GPU type on a machine without CUDA must say that it falls back to the CPU.
     fallback = (contextlib.nullcontext() if torch.cuda.is_available()
                 else pytest.warns(UserWarning, match="this machine has none: the endpoint runs on the CPU"))
-    with fallback:
+    # Said once per process: an earlier test in this one may already have deployed a GPU type.
+    with pytest.MonkeyPatch.context() as patch, fallback:
+        patch.setattr(gpu_requirement, "_warned", threading.Event())
         predictor = Model(model_data="tiny-qwen3", role=ROLE, sagemaker_session=session).deploy(
             initial_instance_count=2, instance_type="ml.g5.xlarge",
             serializer=JSONSerializer(), deserializer=JSONDeserializer())

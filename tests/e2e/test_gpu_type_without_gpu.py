@@ -6,11 +6,14 @@ says it needs a GPU rather than only what torch said.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
 from localmaker import DeploymentError
 from localmaker.deploy import Model
+from localmaker.local_endpoint import gpu_requirement
 from localmaker.model.artifact import pack_handler
 from tests.e2e.conftest import ROLE
 
@@ -28,7 +31,9 @@ def predict_fn(data, model):
 """
 
 
-def test_a_script_that_pins_cuda_fails_saying_it_needs_a_gpu(session, tmp_path):
+def test_a_script_that_pins_cuda_fails_saying_it_needs_a_gpu(session, tmp_path, monkeypatch):
+    # The warning is said once per process, and an earlier test in this one may have deployed a GPU type.
+    monkeypatch.setattr(gpu_requirement, "_warned", threading.Event())
     model = Model(model_data=str(pack_handler(PINS_CUDA, tmp_path / "model.tar.gz")), role=ROLE,
                   sagemaker_session=session)
     with pytest.warns(UserWarning, match="a script that requires CUDA fails to load"), \
