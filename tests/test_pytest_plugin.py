@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,25 @@ def _sources(home: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (home / "sources").iterdir()}
 
 
+@pytest.fixture
+def inner_record(pytester: pytest.Pytester, localmaker_home: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
+    """For the inner pytest run: this session's LOCALMAKER_HOME, so that it finds tiny-qwen3 where this
+    session built it rather than building its own copy, and a record file that ``variable`` names."""
+    monkeypatch.setenv("LOCALMAKER_HOME", str(localmaker_home))
+
+    def record_in(variable: str, name: str) -> Path:
+        record = pytester.path / name
+        monkeypatch.setenv(variable, str(record))
+        return record
+
+    return record_in
+
+
 @pytest.mark.e2e
 def test_a_user_test_module_deploys_predicts_and_tears_down_through_the_plugin(
-        pytester: pytest.Pytester, tiny_qwen3_dir: Path, localmaker_home: Path, monkeypatch: pytest.MonkeyPatch):
-    # The inner run must find tiny-qwen3 where this session built it, not build its own copy.
-    monkeypatch.setenv("LOCALMAKER_HOME", str(localmaker_home))
-    record = pytester.path / "instance-groups.txt"
-    monkeypatch.setenv("LOCALMAKER_GROUP_RECORD", str(record))
+        pytester: pytest.Pytester, tiny_qwen3_dir: Path, localmaker_home: Path, inner_record):
+    record = inner_record("LOCALMAKER_GROUP_RECORD", "instance-groups.txt")
     sources_before = _sources(localmaker_home)
     pytester.makepyfile(test_my_endpoint=EXAMPLE.read_text(), test_failed_deployment=FAILED_DEPLOYMENT)
     pytester.makeconftest(HARNESS_CONFTEST)
@@ -183,11 +196,9 @@ def _records(path: Path) -> list[dict[str, object]]:
 
 @pytest.mark.e2e
 def test_module_and_session_scoped_endpoints_start_once_and_failures_show_the_container_traceback(
-        pytester: pytest.Pytester, tiny_qwen3_dir: Path, localmaker_home: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("LOCALMAKER_HOME", str(localmaker_home))
+        pytester: pytest.Pytester, tiny_qwen3_dir: Path, inner_record, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("LOCALMAKER_ENDPOINT_URL", raising=False)
-    record = pytester.path / "scopes.jsonl"
-    monkeypatch.setenv("LOCALMAKER_SCOPE_RECORD", str(record))
+    record = inner_record("LOCALMAKER_SCOPE_RECORD", "scopes.jsonl")
     pytester.makeconftest(SHARED_CONFTEST)
     pytester.makepyfile(test_a=SHARING_MODULE, test_b=SHARING_MODULE, test_failing=FAILING_MODULE)
 
@@ -229,12 +240,10 @@ def test_module_and_session_scoped_endpoints_start_once_and_failures_show_the_co
 
 @pytest.mark.e2e
 def test_the_plugin_reuses_a_running_localmaker_up_and_starts_no_control_plane(
-        pytester: pytest.Pytester, tiny_qwen3_dir: Path, localmaker_home: Path, monkeypatch: pytest.MonkeyPatch):
+        pytester: pytest.Pytester, tiny_qwen3_dir: Path, localmaker_home: Path, inner_record):
     from tests.e2e.conftest import running_up
 
-    monkeypatch.setenv("LOCALMAKER_HOME", str(localmaker_home))
-    record = pytester.path / "scopes.jsonl"
-    monkeypatch.setenv("LOCALMAKER_SCOPE_RECORD", str(record))
+    record = inner_record("LOCALMAKER_SCOPE_RECORD", "scopes.jsonl")
     pytester.makeconftest(SHARED_CONFTEST)
     pytester.makepyfile(test_a=SHARING_MODULE)
     runs = localmaker_home / "runs"

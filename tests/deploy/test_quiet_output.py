@@ -52,13 +52,18 @@ def _subprocess_env() -> dict[str, str]:
             "HF_HUB_OFFLINE": "1"}
 
 
-def test_readiness_polls_are_logged_once_per_answer_not_every_250_ms(session, slow_loading_model):
-    predictor = Model(model_data=str(slow_loading_model), role=PLACEHOLDER_ROLE, sagemaker_session=session).deploy(
-        initial_instance_count=1, instance_type="ml.m5.large", endpoint_name="slow-loader")
+def _instance_log(session: Session, model_data: Path, name: str) -> str:
+    """Deploy ``model_data`` as ``name``, and return its instance's log once it is in service."""
+    predictor = Model(model_data=str(model_data), role=PLACEHOLDER_ROLE, sagemaker_session=session).deploy(
+        initial_instance_count=1, instance_type="ml.m5.large", endpoint_name=name)
     try:
-        log = session.local_endpoint("slow-loader").instances[0].log_file.read_text()
+        return session.local_endpoint(name).instances[0].log_file.read_text()
     finally:
         predictor.delete_endpoint()
+
+
+def test_readiness_polls_are_logged_once_per_answer_not_every_250_ms(session, slow_loading_model):
+    log = _instance_log(session, slow_loading_model, "slow-loader")
     # About twelve polls came while model_fn slept (3 s at 4 a second); each used to write two lines.
     assert len(re.findall(r'"GET /ping HTTP/1.1" 503 ', log)) == 1, log
     assert log.count("answered 503: the model is still loading") == 1, log
@@ -67,12 +72,7 @@ def test_readiness_polls_are_logged_once_per_answer_not_every_250_ms(session, sl
 
 
 def test_the_built_in_handler_loads_without_library_noise_in_the_instance_log(session, tiny_qwen3_dir):
-    predictor = Model(model_data=str(tiny_qwen3_dir), role=PLACEHOLDER_ROLE, sagemaker_session=session).deploy(
-        initial_instance_count=1, instance_type="ml.m5.large", endpoint_name="quiet-builtin")
-    try:
-        log = session.local_endpoint("quiet-builtin").instances[0].log_file.read_text()
-    finally:
-        predictor.delete_endpoint()
+    log = _instance_log(session, tiny_qwen3_dir, "quiet-builtin")
     assert "loaded embedding model" in log and "model loaded from" in log
     for noise in ("Loading weights", "requires torchvision", "\r"):
         assert noise not in log, log
