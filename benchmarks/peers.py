@@ -1,6 +1,7 @@
 """localmaker against the peer embedding servers, side by side in one run, on the same weights and client.
 
-The servers: localmaker's endpoint (a real gunicorn instance, default batching), infinity-emb 0.0.78
+The servers: localmaker's endpoint (a real gunicorn instance, default batching), the same endpoint with its
+opt-in ONNX Runtime forward pass (LOCALMAKER_EMBEDDING_BACKEND=onnxruntime), infinity-emb 0.0.78
 (torch engine, its default batching) and litserve 0.2.19 (max_batch_size 32, batch_timeout 10 ms, a LitAPI
 that encodes with sentence-transformers); beside them, in-process sentence-transformers with
 ``encode(texts, batch_size=32)``, what a user would run without a server. Every server gets the same texts
@@ -39,7 +40,9 @@ from benchmarks.peer_servers import (
 )
 from benchmarks.reporting import load_line, machine_line, markdown_table, percentile
 
-SERVERS = ("infinity", "litserve", "localmaker", "inprocess")
+SERVERS = ("infinity", "litserve", "localmaker", "localmaker-onnx", "inprocess")
+# The endpoint with its opt-in ONNX Runtime forward pass (inference/onnx_encoder.py).
+ONNX_ENV = {"LOCALMAKER_EMBEDDING_BACKEND": "onnxruntime"}
 PEERS = ("infinity", "litserve")
 MIN_COSINE = 0.9999
 
@@ -141,12 +144,13 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Row], dict[str, PeerEnv
     with tempfile.TemporaryDirectory(prefix="localmaker-peers-") as folder, contextlib.ExitStack() as stack:
         work = Path(folder)
         servers: dict[str, tuple[str, HttpApi]] = {}
-        if "localmaker" in args.only:
+        ours = {key: env for key, env in (("localmaker", {}), ("localmaker-onnx", ONNX_ENV)) if key in args.only}
+        if ours:
             from localmaker.deploy import Session
 
             session = stack.enter_context(Session(work_root=work / "control-plane"))
-            endpoint = deploy(session, args.model, {})
-            servers["localmaker"] = (endpoint.url, LOCALMAKER_API)
+            for key, env in ours.items():
+                servers[key] = (deploy(session, args.model, env).url, LOCALMAKER_API)
         processes: dict[str, ServerProcess] = {}
         for key, env in peers.items():  # all start at once; each is stopped on the way out, whatever happens
             processes[key] = start_infinity(model_dir, work) if key == "infinity" else start_litserve(
@@ -157,6 +161,7 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Row], dict[str, PeerEnv
             servers[key] = (process.url, INFINITY_API if key == "infinity" else LITSERVE_API)
         envs = peer_envs()
         labels = {"localmaker": "localmaker endpoint (default batching)",
+                  "localmaker-onnx": "localmaker endpoint, LOCALMAKER_EMBEDDING_BACKEND=onnxruntime (opt-in)",
                   "infinity": f"infinity-emb {envs['infinity'].version} (torch engine, default batching)",
                   "litserve": f"litserve {envs['litserve'].version} (max_batch_size 32, batch_timeout 10 ms)"}
         for key, (url, api) in servers.items():
@@ -200,15 +205,25 @@ def report(rows: dict[str, Row], texts: int, args: argparse.Namespace) -> str:
         "",
         f"every vector within cosine >= {MIN_COSINE} of the in-process one: yes, in every run of every server",
     ]
-    if baseline and "infinity" in rows:  # issue 16's goals for localmaker
-        infinity = rows["infinity"]
-        lines.append(f"localmaker / infinity-emb = {base / infinity.median_texts_per_s(texts):.2f}× (target ≥ 1.2×); "
-                     f"p99 {percentile(baseline.latencies, 0.99) * 1000:,.0f} ms vs infinity-emb's "
-                     f"{percentile(infinity.latencies, 0.99) * 1000:,.0f} ms (target: below)")
-    if baseline and "inprocess" in rows:
-        lines.append(f"localmaker / in-process batched = {base / rows['inprocess'].median_texts_per_s(texts):.2f}× "
-                     f"(target ≥ 0.8×)")
+    for key in ("localmaker", "localmaker-onnx"):  # issue 16's goals, for each of localmaker's backends
+        if key in rows:
+            lines += goal_lines(key, rows, texts)
     return "\n".join(lines)
+
+
+def goal_lines(key: str, rows: dict[str, Row], texts: int) -> list[str]:
+    ours = rows[key]
+    rate = ours.median_texts_per_s(texts)
+    lines = []
+    if "infinity" in rows:
+        infinity = rows["infinity"]
+        lines.append(f"{key} / infinity-emb = {rate / infinity.median_texts_per_s(texts):.2f}× (target ≥ 1.2×); "
+                     f"p99 {percentile(ours.latencies, 0.99) * 1000:,.0f} ms vs infinity-emb's "
+                     f"{percentile(infinity.latencies, 0.99) * 1000:,.0f} ms (target: below)")
+    if "inprocess" in rows:
+        lines.append(f"{key} / in-process batched = {rate / rows['inprocess'].median_texts_per_s(texts):.2f}× "
+                     "(target ≥ 0.8×)")
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cache_folders import cache_dirs
 from embedding_model import EmbeddingModel
 from embedding_pooling import l2_normalize
 from serving_errors import ModelLoadError
@@ -24,7 +25,6 @@ from serving_errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 CORPUS_FILES = ("corpus.jsonl", "corpus.txt")
-CACHE_DIR_NAME = ".localmaker-cache"
 _CACHE_FORMAT = "corpus-v1"
 
 DocumentId = str | int
@@ -123,12 +123,6 @@ def _writable(directory: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-def cache_dirs(model_dir: Path, configured: Path | None) -> list[Path]:
-    """Where to look for the cache, best first: the configured or model-local dir, then a temp dir."""
-    primary = configured if configured is not None else model_dir / CACHE_DIR_NAME
-    return [primary, Path(tempfile.gettempdir()) / "localmaker-cache"]
 
 
 def _load_cached(path: Path, expected_rows: int, dimension: int) -> np.ndarray | None:

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,10 @@ from typing import Any
 import embedding_pooling
 import numpy as np
 import torch
+from cache_folders import cache_dirs
 from device_placement import dtype_kwarg_name, resolve_device, resolve_dtype
 from embedding_layout import MAX_SEQ_LENGTH_CAP, EmbeddingLayout, read_layout
-from handler_settings import ENV_ALLOW_PICKLE, HandlerSettings
+from handler_settings import ENV_ALLOW_PICKLE, ENV_EMBEDDING_BACKEND, HandlerSettings
 from serving_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_transformer(model_dir: Path, settings: HandlerSettings, dtype: torch.dtype) -> Any:
+# The forward pass: padded inputs on the model's device in, the last hidden state out.
+Encoder = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+def _load_transformer(model_dir: Path, settings: HandlerSettings, dtype: torch.dtype,
+                      attention: str = "sdpa") -> Any:
     from transformers import AutoModel
 
     has_safetensors = any(model_dir.glob("*.safetensors"))
@@ -72,7 +78,7 @@ def _load_transformer(model_dir: Path, settings: HandlerSettings, dtype: torch.d
         dtype_kwarg_name(): dtype,
     }
     try:
-        return AutoModel.from_pretrained(str(model_dir), attn_implementation="sdpa", **kwargs)
+        return AutoModel.from_pretrained(str(model_dir), attn_implementation=attention, **kwargs)
     except (ValueError, ImportError) as exc:
         # Not every architecture supports SDPA; the eager attention is the same maths, only slower.
         logger.info("SDPA attention not available for this model (%s); using the default", exc)
@@ -93,9 +99,11 @@ class EmbeddingModel:
         batch_size: int,
         fingerprint: str,
         max_batch_tokens: int = 16384,
+        encoder: Encoder | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.transformer = transformer
+        self.encoder: Encoder = encoder or self._torch_forward
         self.layout = layout
         self.device = device
         self.dtype = dtype
@@ -128,6 +136,8 @@ class EmbeddingModel:
             fingerprint=model_fingerprint(model_dir),
             max_batch_tokens=settings.max_batch_tokens,
         )
+        if settings.embedding_backend == "onnxruntime":
+            model.encoder = _onnx_encoder(model_dir, settings, model)
         logger.info(
             "loaded embedding model %s on %s (%s), dimension %d, max_length %d",
             model_dir,
@@ -195,12 +205,15 @@ class EmbeddingModel:
             padded = self._pad([texts[i].features for i in rows])
             inputs = {key: value.to(self.device) for key, value in padded.items()}
             with torch.inference_mode():
-                states = self.transformer(**inputs).last_hidden_state.float()
+                states = self.encoder(inputs).float()
             prompt_lengths = torch.tensor([texts[i].prompt_length for i in rows])
             pool_mask = embedding_pooling.exclude_prompt_tokens(padded["attention_mask"], prompt_lengths)
             pooled = embedding_pooling.pool(self.layout.pooling, states, pool_mask.to(self.device))
             vectors[rows] = pooled.cpu().numpy()
         return EmbedOutput(vectors=vectors, token_count=sum(t.length for t in texts))
+
+    def _torch_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.transformer(**inputs).last_hidden_state
 
     def _pad(self, features: list[dict[str, list[int]]]) -> Any:
         with self._tokenizer_lock:
@@ -251,6 +264,21 @@ def _with_progress(batches: list[list[int]], show_progress: bool) -> Iterable[li
     except ImportError:
         return batches
     return tqdm(batches, desc="embedding corpus", unit="batch", file=sys.stderr)  # stderr: the instance log
+
+
+def _onnx_encoder(model_dir: Path, settings: HandlerSettings, model: EmbeddingModel) -> Encoder:
+    from onnx_encoder import load_onnx_encoder
+
+    if model.device.type != "cpu" or model.dtype != torch.float32:
+        raise ModelLoadError(f"{ENV_EMBEDDING_BACKEND}=onnxruntime runs float32 on the CPU, not {model.device} "
+                             f"({str(model.dtype).removeprefix('torch.')}): unset it on a GPU, where PyTorch is "
+                             "faster.")
+
+    def load_eager() -> Any:
+        return _load_transformer(model_dir, settings, torch.float32, attention="eager").eval()
+
+    return load_onnx_encoder(model_dir, model.tokenizer, model.encoder, load_eager, model.fingerprint,
+                             cache_dirs(model_dir, settings.cache_dir))
 
 
 def _max_length(layout: EmbeddingLayout, tokenizer: Any, transformer: Any) -> int:

@@ -16,6 +16,7 @@ from serving_errors import ModelLoadError
 
 POOLING_MODES = ("mean", "last_token", "cls")
 DTYPES = ("float32", "float16", "bfloat16")
+EMBEDDING_BACKENDS = ("torch", "onnxruntime")  # onnxruntime: CPU, float32, opt-in (onnx_encoder.py)
 # Texts per embedding forward pass (LOCALMAKER_BATCH_SIZE), not requests per batch (SAGEMAKER_TS_BATCH_SIZE).
 DEFAULT_TEXTS_PER_BATCH = 32
 # Padded tokens per embedding forward pass (rows x longest row): caps activation memory for long texts.
@@ -35,6 +36,7 @@ ENV_JOINT_DIFFUSION = "LOCALMAKER_JOINT_DIFFUSION_BATCHES"
 ENV_SAFETY_CHECKER = "LOCALMAKER_SAFETY_CHECKER"
 ENV_TORCH_COMPILE = "LOCALMAKER_TORCH_COMPILE"
 ENV_MAX_PIXELS = "LOCALMAKER_MAX_PIXELS"
+ENV_EMBEDDING_BACKEND = "LOCALMAKER_EMBEDDING_BACKEND"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -57,6 +59,7 @@ class HandlerSettings:
     safety_checker: bool = True
     torch_compile: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    embedding_backend: str = "torch"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -75,6 +78,7 @@ class HandlerSettings:
             safety_checker=_flag(env, ENV_SAFETY_CHECKER, default=True),
             torch_compile=_flag(env, ENV_TORCH_COMPILE),
             max_pixels=_positive_int(env, ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS),
+            embedding_backend=_choice(env, ENV_EMBEDDING_BACKEND, EMBEDDING_BACKENDS) or "torch",
         )
 
 

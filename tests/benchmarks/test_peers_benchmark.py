@@ -22,24 +22,28 @@ from benchmarks.peer_servers import ServerProcess, free_port
 @pytest.mark.e2e
 def test_localmaker_and_in_process_run_and_the_peers_are_skipped(capsys, tiny_qwen3_dir: Path):
     # tiny-qwen3 rather than MiniLM: the same code paths, deployed in a fraction of the time.
-    peers.main(["--only", "localmaker", "inprocess", "--texts", "8", "--clients", "2", "--rounds", "2",
-                "--model", str(tiny_qwen3_dir)])
+    peers.main(["--only", "localmaker", "localmaker-onnx", "inprocess", "--texts", "8", "--clients", "2",
+                "--rounds", "2", "--model", str(tiny_qwen3_dir)])
     lines = capsys.readouterr().out.strip().splitlines()
 
     assert lines[0].startswith("machine: ")
-    assert any(line.startswith("skipped infinity-emb 0.0.78: not selected (--only localmaker inprocess)")
+    assert any(line.startswith("skipped infinity-emb 0.0.78: not selected (--only localmaker localmaker-onnx "
+                               "inprocess)")
                for line in lines)
     assert any(line.startswith("skipped litserve 0.2.19: not selected") for line in lines)
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in lines if line.startswith("| ") and "---" not in line and not line.startswith("| server")}
-    assert set(rows) == {"localmaker endpoint (default batching)",
+    onnx = "localmaker endpoint, LOCALMAKER_EMBEDDING_BACKEND=onnxruntime (opt-in)"
+    assert set(rows) == {"localmaker endpoint (default batching)", onnx,
                          "in-process sentence-transformers, encode(texts, batch_size=32)"}
-    endpoint = rows["localmaker endpoint (default batching)"]
-    run_1, run_2, median, ratio, p50, p99, cosine = endpoint
-    assert float(run_1) > 0 and float(run_2) > 0 and ratio == "1.00×"
-    assert 0 < float(p50.replace(",", "")) <= float(p99.replace(",", ""))
-    assert float(cosine) >= peers.MIN_COSINE, "no vector was compared"
-    assert lines[-1].startswith("localmaker / in-process batched = ")
+    for label in ("localmaker endpoint (default batching)", onnx):
+        run_1, run_2, median, ratio, p50, p99, cosine = rows[label]
+        assert float(run_1) > 0 and float(run_2) > 0 and ratio.endswith("×")
+        assert 0 < float(p50.replace(",", "")) <= float(p99.replace(",", ""))
+        assert float(cosine) >= peers.MIN_COSINE, "no vector was compared"
+    assert rows["localmaker endpoint (default batching)"][3] == "1.00×"
+    assert lines[-2].startswith("localmaker / in-process batched = ")
+    assert lines[-1].startswith("localmaker-onnx / in-process batched = ")
 
 
 def test_a_peer_without_its_environment_is_skipped_when_installing_is_off(localmaker_home: Path, capsys):

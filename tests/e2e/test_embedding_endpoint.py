@@ -169,3 +169,22 @@ def test_delete_endpoint_reaps_every_process(session, tiny_qwen3_dir):
     with pytest.raises(ClientError) as caught:
         session.sagemaker_client.describe_endpoint(EndpointName=predictor.endpoint_name)
     assert caught.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_an_endpoint_on_the_onnxruntime_backend_serves_sentence_transformers_vectors(session, minilm_dir):
+    pytest.importorskip("onnxruntime")
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["ok", "A man is eating food.", "semantic search over long documents " * 40]
+    predictor = Model(model_data="minilm", role=ROLE, sagemaker_session=session,
+                      env={"LOCALMAKER_EMBEDDING_BACKEND": "onnxruntime"}).deploy(
+        initial_instance_count=1, instance_type="ml.c5.xlarge",
+        serializer=JSONSerializer(), deserializer=JSONDeserializer())
+    try:
+        served = np.array(predictor.predict({"inputs": texts})["embeddings"])
+        log = session.local_endpoint(predictor.endpoint_name).instances[0].log_file.read_text()
+    finally:
+        predictor.delete_endpoint()
+    expected = SentenceTransformer(str(minilm_dir), device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.sum(served * expected, axis=1).min() >= 0.9999
+    assert "embedding forward pass on onnxruntime" in log and "checked against PyTorch" in log

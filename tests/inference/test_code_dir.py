@@ -11,7 +11,8 @@ import pytest
 from localmaker.inference import CODE_DIR
 
 # What a SageMaker PyTorch / Hugging Face container has, plus optional imports guarded by try/except.
-THIRD_PARTY = {"torch", "transformers", "diffusers", "PIL", "numpy", "tqdm", "sagemaker_inference"}
+THIRD_PARTY = {"torch", "transformers", "diffusers", "PIL", "numpy", "tqdm", "sagemaker_inference",
+               "onnxruntime", "onnx"}  # the last two only with LOCALMAKER_EMBEDDING_BACKEND=onnxruntime
 SHIPPED = sorted(p for p in CODE_DIR.glob("*.py") if p.name != "__init__.py")
 SIBLINGS = {p.stem for p in SHIPPED}
 
