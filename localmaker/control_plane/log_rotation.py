@@ -35,6 +35,8 @@ from typing import BinaryIO
 
 COPY_CHUNK = 1024 * 1024  # bytes copied at a time: memory stays bounded whatever the file's size
 LINE_SEARCH = 64 * 1024  # how far past the cut the copy looks for a line's start
+ROTATION_WAIT_S = 1.0  # how long a reader waits for a rotation's copy to appear (it takes milliseconds)
+_MARKER_TEXT = b"reached its cap of"
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,20 @@ def log_tail(log_file: Path, max_bytes: int = 64 * 1024) -> str:
     The file is read before its copy: a rotation between the two reads then puts what was read into the
     copy too (a line twice, at worst), where the other order could miss the newest lines altogether.
     """
-    current = _end_of(log_file, max_bytes)
-    older = _end_of(rotated_path(log_file), max_bytes)
-    return (older + current)[-max_bytes:].decode("utf-8", "replace")
+    deadline = time.monotonic() + ROTATION_WAIT_S
+    while True:
+        current = _end_of(log_file, max_bytes)
+        older = _end_of(rotated_path(log_file), max_bytes)
+        # A marker at the top with no copy yet: a rotation is between its cut and its rename, and the lines
+        # it moved are in neither file. A job's failure reason read then held the marker alone (seen in CI).
+        if older or not _starts_with_marker(current) or time.monotonic() >= deadline:
+            return (older + current)[-max_bytes:].decode("utf-8", "replace")
+        time.sleep(0.02)
+
+
+def _starts_with_marker(chunk: bytes) -> bool:
+    first = chunk.split(b"\n", 1)[0]
+    return first.startswith(b"[localmaker] ") and _MARKER_TEXT in first and b"LOCALMAKER_MAX_LOG_MB" in first
 
 
 def _end_of(path: Path, max_bytes: int) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -31,6 +32,9 @@ from localmaker.control_plane.transform_records import (
 from localmaker.control_plane.transform_state import TransformSpec
 
 logger = logging.getLogger(__name__)
+
+# How long a refused or broken connection waits for the instance to show that it exited, before a retry.
+EXIT_GRACE_S = 1.0
 
 MAX_REASON_MESSAGE = 400  # of the container's own message, within FailureReason's 1024 characters
 
@@ -123,7 +127,9 @@ class TransformWorker:
             except (urllib.error.URLError, OSError) as exc:
                 if self._cancelled.is_set():
                     raise Stopped() from None
-                code = self._process.exited()
+                code = self._exit_within(EXIT_GRACE_S)
+                if self._cancelled.is_set():
+                    raise Stopped() from None
                 if code is not None:
                     raise JobFailure(f"InternalServerError: instance {self._process.instance_id} exited (code "
                                      f"{code}) while transforming {_records(batch)} of {item.url}; the job "
@@ -135,6 +141,17 @@ class TransformWorker:
             logger.info("transform %s: retrying %s of %s (attempt %d of %d)", spec.name, _records(batch),
                         item.url, attempt + 1, attempts)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _exit_within(self, seconds: float) -> int | None:
+        """The instance's exit code if it shows one within ``seconds`` (or the job is stopped first), else None.
+
+        A killed instance refuses connections a moment before its master can be reaped: asking at once, a
+        busy machine spent every retry in that moment and reported a timeout instead of the exit."""
+        deadline = time.monotonic() + seconds
+        while (code := self._process.exited()) is None and time.monotonic() < deadline:
+            if self._cancelled.wait(0.05):
+                return None
+        return code
 
 
 def _records(batch: Batch) -> str:
