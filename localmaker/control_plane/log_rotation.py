@@ -36,7 +36,7 @@ from typing import BinaryIO
 COPY_CHUNK = 1024 * 1024  # bytes copied at a time: memory stays bounded whatever the file's size
 LINE_SEARCH = 64 * 1024  # how far past the cut the copy looks for a line's start
 ROTATION_WAIT_S = 1.0  # how long a reader waits for a rotation's copy to appear (it takes milliseconds)
-_MARKER_TEXT = b"reached its cap of"
+_MARKER_START, _MARKER_TEXT = "[localmaker]", "reached its cap of"  # a rotation marker's first line
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ def log_tail(log_file: Path, max_bytes: int = 64 * 1024) -> str:
 
 
 def _starts_with_marker(chunk: bytes) -> bool:
-    first = chunk.split(b"\n", 1)[0]
-    return first.startswith(b"[localmaker] ") and _MARKER_TEXT in first and b"LOCALMAKER_MAX_LOG_MB" in first
+    first = chunk.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return first.startswith(_MARKER_START) and f" {_MARKER_TEXT} " in first and "LOCALMAKER_MAX_LOG_MB" in first
 
 
 def _end_of(path: Path, max_bytes: int) -> bytes:
@@ -169,7 +169,7 @@ def _regular(fd: int) -> bool:
 
 def _marker(path: Path, copy: Path, max_bytes: int, deleted: int, dropped: int) -> bytes:
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = (f"[localmaker] {when} {path.name} reached its cap of {max_bytes:,} bytes (LOCALMAKER_MAX_LOG_MB): "
+    text = (f"{_MARKER_START} {when} {path.name} {_MARKER_TEXT} {max_bytes:,} bytes (LOCALMAKER_MAX_LOG_MB): "
             f"the lines before this one are in {copy}")
     if deleted:
         text += f", and the {deleted:,} bytes before those were deleted"

@@ -23,7 +23,7 @@ import torch
 from cache_folders import cache_dirs
 from device_placement import dtype_kwarg_name, resolve_device, resolve_dtype
 from embedding_layout import MAX_SEQ_LENGTH_CAP, EmbeddingLayout, read_layout
-from handler_settings import ENV_ALLOW_PICKLE, ENV_EMBEDDING_BACKEND, HandlerSettings
+from handler_settings import ENV_ALLOW_PICKLE, ENV_EMBEDDING_BACKEND, ONNX_BACKEND, HandlerSettings
 from serving_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -99,11 +99,10 @@ class EmbeddingModel:
         batch_size: int,
         fingerprint: str,
         max_batch_tokens: int = 16384,
-        encoder: Encoder | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.transformer = transformer
-        self.encoder: Encoder = encoder or self._torch_forward
+        self.encoder: Encoder = self._torch_forward  # load() swaps in ONNX Runtime's where asked
         self.layout = layout
         self.device = device
         self.dtype = dtype
@@ -136,7 +135,7 @@ class EmbeddingModel:
             fingerprint=model_fingerprint(model_dir),
             max_batch_tokens=settings.max_batch_tokens,
         )
-        if settings.embedding_backend == "onnxruntime":
+        if settings.embedding_backend == ONNX_BACKEND:
             model.encoder = _onnx_encoder(model_dir, settings, model)
         logger.info(
             "loaded embedding model %s on %s (%s), dimension %d, max_length %d",
@@ -267,7 +266,7 @@ def _with_progress(batches: list[list[int]], show_progress: bool) -> Iterable[li
 
 
 def _onnx_encoder(model_dir: Path, settings: HandlerSettings, model: EmbeddingModel) -> Encoder:
-    from onnx_encoder import load_onnx_encoder
+    from onnx_encoder import load_onnx_encoder  # imports onnxruntime lazily; the torch path never loads it
 
     if model.device.type != "cpu" or model.dtype != torch.float32:
         raise ModelLoadError(f"{ENV_EMBEDDING_BACKEND}=onnxruntime runs float32 on the CPU, not {model.device} "

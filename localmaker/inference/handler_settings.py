@@ -16,7 +16,8 @@ from serving_errors import ModelLoadError
 
 POOLING_MODES = ("mean", "last_token", "cls")
 DTYPES = ("float32", "float16", "bfloat16")
-EMBEDDING_BACKENDS = ("torch", "onnxruntime")  # onnxruntime: CPU, float32, opt-in (onnx_encoder.py)
+ONNX_BACKEND = "onnxruntime"  # CPU, float32, opt-in (onnx_encoder.py)
+EMBEDDING_BACKENDS = ("torch", ONNX_BACKEND)
 # Texts per embedding forward pass (LOCALMAKER_BATCH_SIZE), not requests per batch (SAGEMAKER_TS_BATCH_SIZE).
 DEFAULT_TEXTS_PER_BATCH = 32
 # Padded tokens per embedding forward pass (rows x longest row): caps activation memory for long texts.

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from embedding_pooling import mean_pool
+from handler_settings import ENV_EMBEDDING_BACKEND, ONNX_BACKEND
 from serving_errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-BACKEND_NAME = "onnxruntime"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 MIN_COSINE = 0.9999  # the peer benchmark's bar for "the same vectors"
 OPSET = 17
@@ -64,7 +65,7 @@ def load_onnx_encoder(model_dir: Path, tokenizer: Any, reference: Callable[[dict
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ModelLoadError(f"LOCALMAKER_EMBEDDING_BACKEND={BACKEND_NAME} needs onnxruntime: {INSTALL_HINT}, "
+        raise ModelLoadError(f"{ENV_EMBEDDING_BACKEND}={ONNX_BACKEND} needs onnxruntime: {INSTALL_HINT}, "
                              "or unset the variable to use PyTorch.") from exc
     probe = tokenizer(list(PROBE_TEXTS), padding=True, return_tensors="pt")
     names = [name for name in INPUT_NAMES if name in probe]
@@ -105,7 +106,7 @@ def _export(path: Path, names: list[str], probe: Any, load_eager: Callable[[], A
     try:
         import onnx  # noqa: F401  (torch's exporter needs it, and says so less clearly)
     except ImportError as exc:
-        raise ModelLoadError(f"exporting the model for {BACKEND_NAME} needs the onnx package: {INSTALL_HINT}.") from exc
+        raise ModelLoadError(f"exporting the model for {ONNX_BACKEND} needs the onnx package: {INSTALL_HINT}.") from exc
     logger.info("exporting the embedding model to ONNX (first start with these weights) ...")
     module = _HiddenStates(load_eager(), names)
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
@@ -122,8 +123,8 @@ def _export(path: Path, names: list[str], probe: Any, load_eager: Callable[[], A
         Path(partial).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise
-        raise ModelLoadError(f"this model could not be exported for {BACKEND_NAME} ({type(exc).__name__}: "
-                             f"{exc}); unset LOCALMAKER_EMBEDDING_BACKEND to serve it with PyTorch.") from exc
+        raise ModelLoadError(f"this model could not be exported for {ONNX_BACKEND} ({type(exc).__name__}: "
+                             f"{exc}); unset {ENV_EMBEDDING_BACKEND} to serve it with PyTorch.") from exc
     return path
 
 
@@ -141,10 +142,9 @@ class _HiddenStates(torch.nn.Module):
 
 def _check_agreement(expected: torch.Tensor, actual: torch.Tensor, mask: torch.Tensor, path: Path) -> None:
     """Mean-pooled rows must agree to ``MIN_COSINE``: the padded positions are left out, as pooling leaves them."""
-    weights = mask[..., None].float()
-    rows = [(states * weights).sum(1) / weights.sum(1) for states in (expected, actual)]
+    rows = [mean_pool(states, mask) for states in (expected, actual)]
     cosine = float(torch.nn.functional.cosine_similarity(rows[0], rows[1], dim=1).min())
     if not cosine >= MIN_COSINE:
         raise ModelLoadError(f"the ONNX export {path} computes different vectors from PyTorch (cosine {cosine:.6f}, "
                              f"needed ≥ {MIN_COSINE}): delete it to export again, or unset "
-                             "LOCALMAKER_EMBEDDING_BACKEND to serve with PyTorch.")
+                             f"{ENV_EMBEDDING_BACKEND} to serve with PyTorch.")
