@@ -9,7 +9,9 @@ the file away (logrotate's default) would not bound anything: the writers would 
 inode.
 
 The marker that starts the truncated file is written over the file's first bytes as soon as they are
-copied, and the cut keeps exactly the marker: no writer's line can come before it.
+copied, and the cut keeps exactly the marker: no writer's line can come before it. The copy is renamed to
+``<file>.1`` before the cut, so a reader finds every moved line in one file or the other at any moment (in
+both, just before the cut).
 
 What copy-truncate cannot close is the moment between the copy's last read and the cut: a byte written in
 it is in neither file. The copy reads until a read finds the end, gives up the CPU once (``sched_yield``),
@@ -35,8 +37,6 @@ from typing import BinaryIO
 
 COPY_CHUNK = 1024 * 1024  # bytes copied at a time: memory stays bounded whatever the file's size
 LINE_SEARCH = 64 * 1024  # how far past the cut the copy looks for a line's start
-ROTATION_WAIT_S = 1.0  # how long a reader waits for a rotation's copy to appear (it takes milliseconds)
-_MARKER_START, _MARKER_TEXT = "[localmaker]", "reached its cap of"  # a rotation marker's first line
 
 
 @dataclass(frozen=True)
@@ -59,20 +59,9 @@ def log_tail(log_file: Path, max_bytes: int = 64 * 1024) -> str:
     The file is read before its copy: a rotation between the two reads then puts what was read into the
     copy too (a line twice, at worst), where the other order could miss the newest lines altogether.
     """
-    deadline = time.monotonic() + ROTATION_WAIT_S
-    while True:
-        current = _end_of(log_file, max_bytes)
-        older = _end_of(rotated_path(log_file), max_bytes)
-        # A marker at the top with no copy yet: a rotation is between its cut and its rename, and the lines
-        # it moved are in neither file. A job's failure reason read then held the marker alone (seen in CI).
-        if older or not _starts_with_marker(current) or time.monotonic() >= deadline:
-            return (older + current)[-max_bytes:].decode("utf-8", "replace")
-        time.sleep(0.02)
-
-
-def _starts_with_marker(chunk: bytes) -> bool:
-    first = chunk.split(b"\n", 1)[0].decode("utf-8", "replace")
-    return first.startswith(_MARKER_START) and f" {_MARKER_TEXT} " in first and "LOCALMAKER_MAX_LOG_MB" in first
+    current = _end_of(log_file, max_bytes)
+    older = _end_of(rotated_path(log_file), max_bytes)
+    return (older + current)[-max_bytes:].decode("utf-8", "replace")
 
 
 def _end_of(path: Path, max_bytes: int) -> bytes:
@@ -106,12 +95,19 @@ def rotate(path: Path, max_bytes: int, above: int | None = None) -> Rotation | N
         copy.unlink(missing_ok=True)  # first, so that the disk never holds two older copies at once
         start = _line_start(fd, max(0, size - max_bytes))
         temporary, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".rotating")
+
+        def publish() -> None:
+            # A rename: a symlink planted at <file>.1 is replaced, never written through. It comes before
+            # the cut, so that a reader finds the moved lines in one file or the other at every moment.
+            os.replace(name, copy)
+
         try:
-            with os.fdopen(temporary, "wb") as out:
-                end, dropped = _copy_and_truncate(fd, start, out, limit=start + 2 * max_bytes,
+            # Unbuffered: every byte copied is in the copy before the next read, so nothing waits in a
+            # buffer while the cut has already removed it from the file.
+            with os.fdopen(temporary, "wb", buffering=0) as out:
+                end, dropped = _copy_and_truncate(fd, start, out, limit=start + 2 * max_bytes, publish=publish,
                                                   marker=lambda dropped: _marker(path, copy, max_bytes, start,
                                                                                  dropped))
-            os.replace(name, copy)  # a rename: a symlink planted at <file>.1 is replaced, never written through
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(name)
@@ -121,22 +117,23 @@ def rotate(path: Path, max_bytes: int, above: int | None = None) -> Rotation | N
         os.close(fd)
 
 
-def _copy_and_truncate(fd: int, start: int, out: BinaryIO, limit: int,
+def _copy_and_truncate(fd: int, start: int, out: BinaryIO, limit: int, publish: Callable[[], None],
                        marker: Callable[[int], bytes]) -> tuple[int, int]:
-    """Copy from ``start`` until a read finds the end (or ``limit``), then put the marker at the top and cut
-    the file after it, at once. Returns where the copy ended and how many bytes the cut is known to have
-    dropped."""
+    """Copy from ``start`` until a read finds the end (or ``limit``), ``publish`` the copy, then put the
+    marker at the top and cut the file after it, at once. Returns where the copy ended and how many bytes
+    the cut is known to have dropped."""
     line, marked = marker(0), False
-    position, rested = start, False
+    position, published = start, False
     while position < limit:
         chunk = os.pread(fd, min(COPY_CHUNK, limit - position), position)
         if not chunk:
-            if rested:
+            if published:
                 break
-            # At the end once: give up the CPU now, so that the last pass and the cut run in a fresh time
-            # slice rather than be split by the scheduler, which would widen the moment that loses bytes.
+            publish()
+            published = True
+            # Give up the CPU now, so that the last pass and the cut run in a fresh time slice rather than
+            # be split by the scheduler, which would widen the moment that loses bytes.
             os.sched_yield()
-            rested = True
             continue
         out.write(chunk)
         position += len(chunk)
@@ -148,6 +145,8 @@ def _copy_and_truncate(fd: int, start: int, out: BinaryIO, limit: int,
     if position >= limit:  # the writer outran the copy: count what is left behind
         dropped = max(os.fstat(fd).st_size - position, 0)
         line, marked = marker(dropped), False
+    if not published:
+        publish()
     if not marked:
         os.pwrite(fd, line, 0)
     os.ftruncate(fd, len(line))
@@ -169,7 +168,7 @@ def _regular(fd: int) -> bool:
 
 def _marker(path: Path, copy: Path, max_bytes: int, deleted: int, dropped: int) -> bytes:
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = (f"{_MARKER_START} {when} {path.name} {_MARKER_TEXT} {max_bytes:,} bytes (LOCALMAKER_MAX_LOG_MB): "
+    text = (f"[localmaker] {when} {path.name} reached its cap of {max_bytes:,} bytes (LOCALMAKER_MAX_LOG_MB): "
             f"the lines before this one are in {copy}")
     if deleted:
         text += f", and the {deleted:,} bytes before those were deleted"
