@@ -11,8 +11,8 @@ from localmaker.errors import ConfigurationError
 from localmaker.spec.names import PLACEHOLDER_ROLE
 
 # The default grid. Guidance from 1 (no classifier-free guidance) to 20 (strongly steered, oversaturated on
-# SD1.5) shows the trade-off on any model: tiny-sd's rows barely differ at the seed report's 5, 7.5 and 9
-# (mean pixel difference 1.2 and 0.8 between rows; docs/reliability.md has the figures).
+# SD1.5) shows the trade-off on any model; the seed report's 5, 7.5 and 9 lie close together (on tiny-sd,
+# mean pixel differences of 7 and 3 between those rows against 23 and 15 here; docs/reliability.md).
 DEFAULT_GUIDANCE = (1.0, 7.5, 20.0)
 DEFAULT_STEPS = (20, 40, 70)
 

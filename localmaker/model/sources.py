@@ -33,7 +33,7 @@ MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 
 # Bump the suffix whenever the builder's output changes, so stale cached builds are not reused.
 TINY_QWEN3_DIRNAME = "tiny-qwen3-v1"
-TINY_SD_DIRNAME = "tiny-sd-v3"  # v3: a colour-codec VAE (4x) and a UNet with a colour-field prior
+TINY_SD_DIRNAME = "tiny-sd-v4"  # v4: a velocity-predicting UNet, its prior fitted with captioned tints
 
 # Real SD1.5, newest hub home first (runwayml's repo was taken down in 2024; old caches still hold it).
 SD15_HUB_IDS = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5")

@@ -35,6 +35,18 @@ class TrainingResult:
     eval_loss_after: float
 
 
+def denoising_target(scheduler: Any, latents: torch.Tensor, noise: torch.Tensor,
+                     timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet learns to predict, by the base model's ``prediction_type``: the noise (SD1.5) or the
+    velocity (SD2.x, tiny-sd)."""
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}: expected epsilon or v_prediction")
+
+
 def evaluation_loss(examples: list[Example], components: dict[str, Any], input_ids: torch.Tensor, resolution: int,
                     device: torch.device, weight_dtype: torch.dtype, batch_size: int) -> float:
     """The denoising loss on every training image at fixed timesteps and fixed noise.
@@ -67,8 +79,7 @@ def evaluation_loss(examples: list[Example], components: dict[str, Any], input_i
             noise = torch.randn(latents.shape, generator=generator).to(device, dtype=latents.dtype)
             timesteps = torch.full((len(examples),), int(step), device=device, dtype=torch.long)
             noisy = scheduler.add_noise(latents, noise, timesteps)
-            target = noise if scheduler.config.prediction_type == "epsilon" else (
-                scheduler.get_velocity(latents, noise, timesteps))
+            target = denoising_target(scheduler, latents, noise, timesteps)
             for chunk in chunks:
                 prediction = unet(noisy[chunk], timesteps[chunk], hidden[chunk], return_dict=False)[0]
                 # Every image has the same number of elements, so weighting each chunk's mean by its
@@ -106,9 +117,6 @@ def train(hp: Hyperparameters, examples: list[Example], components: dict[str, An
     scaler = _grad_scaler() if precision == "fp16" else None
     input_ids = tokenizer([e.caption for e in examples], max_length=tokenizer.model_max_length,
                           padding="max_length", truncation=True, return_tensors="pt").input_ids
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise ValueError(f"unsupported prediction_type {prediction_type!r}: expected epsilon or v_prediction")
     order = batches(len(examples), hp.train_batch_size, generator)
     eval_before = evaluation_loss(examples, components, input_ids, hp.resolution, device, weight_dtype,
                                   hp.train_batch_size)
@@ -128,7 +136,7 @@ def train(hp: Hyperparameters, examples: list[Example], components: dict[str, An
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),), generator=generator)
         timesteps = timesteps.long().to(device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
-        target = noise if prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
+        target = denoising_target(scheduler, latents, noise, timesteps)
         with torch.autocast(device.type, dtype=weight_dtype, enabled=precision != "no"):
             prediction = unet(noisy, timesteps, hidden, return_dict=False)[0]
         return torch.nn.functional.mse_loss(prediction.float(), target.float(), reduction="mean")

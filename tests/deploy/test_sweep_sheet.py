@@ -96,10 +96,13 @@ def test_the_default_guidance_rows_differ_visibly_on_tiny_sd(session, tiny_sd_di
             return _row_differences(run_sweep(session, predictor.endpoint_name, settings, show_progress=False),
                                     guidances)
 
-        before = differences((5.0, 7.5, 9.0))  # the seed report's values, the old default
-        after = differences(DEFAULT_GUIDANCE)
+        seed_report = differences((5.0, 7.5, 9.0))  # the seed report's values
+        default = differences(DEFAULT_GUIDANCE)
     finally:
         predictor.delete_endpoint()
-    print(f"mean pixel difference between neighbouring rows: 5/7.5/9 {before} -> {DEFAULT_GUIDANCE} {after}")
-    assert max(before) < 3.0  # why the default changed: these tiles look alike
-    assert min(after) >= 2.5 and min(after) > 2 * max(before)  # measured: [1.19, 0.76] -> [3.16, 6.27]
+    print(f"mean pixel difference between neighbouring rows: 5/7.5/9 {seed_report}, {DEFAULT_GUIDANCE} {default}")
+    # Measured with tiny-sd-v4 (captioned prior, velocity prediction): [7.3, 3.3] and [23.0, 14.8], a warm
+    # tile at 1, grey-green at 7.5, cyan-green at 20. With v3, whose UNet had learned to ignore the caption,
+    # [1.19, 0.76] and [3.16, 6.27]: every tile looked alike, and this check fails on it.
+    assert min(default) >= 10.0
+    assert min(default) > max(seed_report)  # the default grid spreads wider than the seed report's

@@ -83,7 +83,7 @@ def test_model_index_names_the_real_classes(tiny_sd_dir: Path) -> None:
     assert index["requires_safety_checker"] is False
 
 
-def test_scheduler_config_is_sd15s(tiny_sd_dir: Path) -> None:
+def test_scheduler_config_is_sd15s_with_velocity_prediction(tiny_sd_dir: Path) -> None:
     config = json.loads((tiny_sd_dir / "scheduler" / "scheduler_config.json").read_text())
     expected = {
         "beta_start": 0.00085,
@@ -93,7 +93,7 @@ def test_scheduler_config_is_sd15s(tiny_sd_dir: Path) -> None:
         "skip_prk_steps": True,
         "set_alpha_to_one": False,
         "steps_offset": 1,
-        "prediction_type": "epsilon",
+        "prediction_type": "v_prediction",  # SD1.5 has epsilon; see TINY_SD_PREDICTION_TYPE for why
         "clip_sample": False,
     }
     assert {key: config.get(key) for key in expected} == expected

@@ -1,4 +1,5 @@
-"""The training loop's evaluation loss: computed in training-sized batches, equal to the one-batch number."""
+"""The training loop's target and evaluation loss: the target follows the base model's prediction type, and the
+evaluation loss, computed in training-sized batches, equals the one-batch number."""
 
 from __future__ import annotations
 
@@ -45,3 +46,27 @@ def test_evaluation_runs_in_training_batches_and_matches_one_batch(tiny_sd_dir: 
         for hook in hooks:
             hook.remove()
     assert chunked == pytest.approx(whole, rel=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_the_target_is_what_the_base_model_predicts(prediction_type: str) -> None:
+    """SD1.5 predicts the noise; SD2.x and tiny-sd the velocity sqrt(a)*noise - sqrt(1-a)*latents (Salimans
+    and Ho, 2022), with a the cumulative alpha at the timestep. Any other type is refused by name."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              prediction_type=prediction_type)
+    generator = torch.Generator().manual_seed(0)
+    latents, noise = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+    timesteps = torch.tensor([10, 900])
+    if prediction_type == "sample":
+        with pytest.raises(ValueError, match="'sample'.*epsilon or v_prediction"):
+            training_loop.denoising_target(scheduler, latents, noise, timesteps)
+        return
+    target = training_loop.denoising_target(scheduler, latents, noise, timesteps)
+    alpha = torch.cumprod(1 - torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2, dim=0)[timesteps]
+    alpha = alpha[:, None, None, None]
+    velocity = alpha.sqrt() * noise - (1 - alpha).sqrt() * latents
+    expected = noise if prediction_type == "epsilon" else velocity
+    torch.testing.assert_close(target, expected)
+    assert not torch.allclose(noise, velocity, atol=0.1)  # the two types really differ at these timesteps

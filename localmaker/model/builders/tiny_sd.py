@@ -254,7 +254,9 @@ def build_vae() -> Any:
             latent_channels=4,
             norm_num_groups=8,  # groups of whole (x, -x, K, -K) tuples, which the codec needs
             sample_size=IMAGE_SIZE,
-            scaling_factor=1.0,  # latents are RGB values in [-1, 1] already
+            # Latents are RGB values in [-1, 1], spread here nearer the unit variance SD's noise schedule
+            # assumes (SD1.5's 0.18215 does the same); at 1.0 the prior fit gives noticeably noisier images.
+            scaling_factor=2.5,
         )
     return make_colour_codec(vae).eval()
 
@@ -281,11 +283,20 @@ def build_text_encoder(tokenizer: Any) -> Any:
         return CLIPTextModel(config).eval()
 
 
+# tiny-sd's UNet predicts velocity, as SD2.x's does, where SD1.5's predicts noise. An epsilon UNet this small
+# and this briefly fitted is biased by a few hundredths at high noise, which the sampler multiplies by
+# about 15 into the image: every picture came out as the starting noise, speckled. Velocity keeps those
+# errors small at every noise level (measured in docs/reliability.md). Pipelines, schedulers and
+# train_lora.py all read the type from this config, as they do for SD2.x.
+TINY_SD_PREDICTION_TYPE = "v_prediction"
+
+
 def build_scheduler() -> Any:
-    """SD1.5's PNDM scheduler, with its config file matching the real one key for key."""
+    """SD1.5's PNDM scheduler, with its config file matching the real one key for key but for
+    ``prediction_type`` (``TINY_SD_PREDICTION_TYPE``)."""
     from diffusers import PNDMScheduler
 
-    config = dict(SD15_SCHEDULER_CONFIG)
+    config = {**SD15_SCHEDULER_CONFIG, "prediction_type": TINY_SD_PREDICTION_TYPE}
     clip_sample = config.pop("clip_sample")
     scheduler: Any = PNDMScheduler(**config)
     scheduler.register_to_config(clip_sample=clip_sample)
@@ -333,7 +344,7 @@ def build_tiny_sd(dest: Path, *, with_safety_checker: bool = False) -> Path:
     from localmaker.logging_setup import progress_bar, quiet_model_libraries
     from localmaker.model.builders import tiny_sd_prior
 
-    # The first build takes about 100 s on two cores, nearly all of it the UNet's prior fit: a user
+    # The first build takes about 90 s on two cores, nearly all of it the UNet's prior fit: a user
     # waiting on Model("tiny-sd") or `localmaker demo` sees that on stderr rather than a silent pause.
     steps = tiny_sd_prior.PRIOR_STEPS
     with quiet_model_libraries(), progress_bar(total=steps, unit="step", leave=True,
