@@ -270,3 +270,23 @@ def test_the_prior_fit_itself_is_deterministic_whatever_the_thread_count() -> No
         fitted.append(unet.state_dict())
     assert all(torch.equal(fitted[0][name], fitted[1][name]) for name in fitted[0])
     assert not torch.equal(fitted[0]["conv_out.weight"], build_unet().state_dict()["conv_out.weight"])
+
+
+def test_captions_tint_their_fields_towards_the_colours_they_name() -> None:
+    """The prior's fields lean to the colours a caption names (what guidance then amplifies); the empty
+    caption's rows (NaN palettes) stay as drawn, and a caption naming no colour gets a stable hue of its own."""
+    import torch
+
+    from localmaker.model.builders.tiny_sd_prior import caption_palette, captioned_fields
+
+    assert torch.allclose(caption_palette("a RED car"), torch.tensor([0.9, 0.1, 0.1]))
+    assert torch.allclose(caption_palette("red and blue"), torch.tensor([0.525, 0.2, 0.525]))
+    assert torch.equal(caption_palette("a bowl of soup"), caption_palette("a bowl of soup"))
+    assert not torch.equal(caption_palette("a bowl of soup"), caption_palette("a quiet harbour"))
+
+    palettes = torch.stack([caption_palette("a red car"), torch.full((3,), float("nan"))])
+    tinted = captioned_fields(palettes, 16, torch.Generator().manual_seed(0))
+    untinted = captioned_fields(torch.full((2, 3), float("nan")), 16, torch.Generator().manual_seed(0))
+    red = (tinted[0] + 1) / 2
+    assert red[0].mean() > 0.7 and red[1].mean() < 0.3 and red[2].mean() < 0.3
+    assert torch.equal(tinted[1], untinted[1]) and not torch.equal(tinted[0], untinted[0])
