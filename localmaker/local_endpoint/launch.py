@@ -18,6 +18,7 @@ from localmaker.local_endpoint.settings import (
     request_buffer_bytes,
     server_size,
 )
+from localmaker.model.sources import localmaker_home
 
 WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 
@@ -27,6 +28,9 @@ WSGI_TARGET = "localmaker.local_endpoint.wsgi:application_from_environment()"
 # Sleeping instead cost nothing measurable per pass and gave 3-4x the embedding throughput under load
 # (docs/benchmarks.md). The caller's or the model's own setting wins.
 SERVING_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+# The handler's ENV_CACHE_DIR (inference/handler_settings.py), spelled out: code/ never imports localmaker,
+# and its modules import their siblings by bare name, so this side cannot import that one.
+ENV_CACHE_DIR = "LOCALMAKER_CACHE_DIR"
 
 
 def instance_environment(model_dir: Path | str, log_file: Path | None, extra: Mapping[str, str],
@@ -38,14 +42,24 @@ def instance_environment(model_dir: Path | str, log_file: Path | None, extra: Ma
     ``AWS_DEFAULT_REGION`` set, so a boto3 client made in ``model_fn`` needs no region; the model's own
     Environment (in ``extra``) may still set them.
     """
-    env = {**SERVING_DEFAULTS, **os.environ, **region_environment(region, extra), **extra,
-           "LOCALMAKER_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**SERVING_DEFAULTS, ENV_CACHE_DIR: str(shared_cache_dir()), **os.environ,
+           **region_environment(region, extra), **extra, "LOCALMAKER_MODEL_DIR": str(model_dir),
+           "PYTHONUNBUFFERED": "1"}
     if log_file is not None:
         env["LOCALMAKER_LOG_FILE"] = str(log_file)
     # The instance must import this very localmaker, also when it runs from a source checkout.
     package_root = str(Path(localmaker.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
     return env
+
+
+def shared_cache_dir() -> Path:
+    """Where instances keep what they derive from the weights (corpus vectors, ONNX exports), unless the
+    caller or the model sets LOCALMAKER_CACHE_DIR: under LOCALMAKER_HOME, so that every deployment of the
+    same weights and corpus reuses them. The model's own folder is extracted afresh for each deployment and
+    removed with its session. Entries are keyed by the weights' fingerprint and written by rename, so
+    instances can share the folder."""
+    return localmaker_home() / "handler-cache"
 
 
 def region_environment(region: str | None, own: Mapping[str, str]) -> dict[str, str]:

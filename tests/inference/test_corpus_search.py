@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -117,7 +118,7 @@ def test_cache_dir_from_the_environment(
     assert cached.dtype == np.float32 and cached.shape == (3, service.model.dimension)
 
 
-def test_unwritable_cache_dir_falls_back_to_a_temp_dir(
+def test_unwritable_cache_dirs_fall_back_to_the_models_folder_then_a_temp_dir(
     handler: ModuleType, qwen_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_jsonl(qwen_copy, DOCS)
@@ -126,6 +127,11 @@ def test_unwritable_cache_dir_falls_back_to_a_temp_dir(
     monkeypatch.setenv("LOCALMAKER_CACHE_DIR", str(blocker / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    service = handler.model_fn(str(qwen_copy))
+    assert service.corpus.cache_path.parent == qwen_copy / ".localmaker-cache"
+
+    shutil.rmtree(qwen_copy / ".localmaker-cache")
+    (qwen_copy / ".localmaker-cache").write_text("not a directory either")
     service = handler.model_fn(str(qwen_copy))
     assert service.corpus.cache_path.parent == tmp_path / "tmp" / "localmaker-cache"
     assert handler.model_fn(str(qwen_copy)).corpus.loaded_from_cache is True
