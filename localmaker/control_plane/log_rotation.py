@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 COPY_CHUNK = 1024 * 1024  # bytes copied at a time: memory stays bounded whatever the file's size
 LINE_SEARCH = 64 * 1024  # how far past the cut the copy looks for a line's start
@@ -102,12 +101,13 @@ def rotate(path: Path, max_bytes: int, above: int | None = None) -> Rotation | N
             os.replace(name, copy)
 
         try:
-            # Unbuffered: every byte copied is in the copy before the next read, so nothing waits in a
-            # buffer while the cut has already removed it from the file.
-            with os.fdopen(temporary, "wb", buffering=0) as out:
-                end, dropped = _copy_and_truncate(fd, start, out, limit=start + 2 * max_bytes, publish=publish,
+            try:
+                end, dropped = _copy_and_truncate(fd, start, temporary, limit=start + 2 * max_bytes,
+                                                  publish=publish,
                                                   marker=lambda dropped: _marker(path, copy, max_bytes, start,
                                                                                  dropped))
+            finally:
+                os.close(temporary)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(name)
@@ -117,7 +117,7 @@ def rotate(path: Path, max_bytes: int, above: int | None = None) -> Rotation | N
         os.close(fd)
 
 
-def _copy_and_truncate(fd: int, start: int, out: BinaryIO, limit: int, publish: Callable[[], None],
+def _copy_and_truncate(fd: int, start: int, out: int, limit: int, publish: Callable[[], None],
                        marker: Callable[[int], bytes]) -> tuple[int, int]:
     """Copy from ``start`` until a read finds the end (or ``limit``), ``publish`` the copy, then put the
     marker at the top and cut the file after it, at once. Returns where the copy ended and how many bytes
@@ -135,7 +135,7 @@ def _copy_and_truncate(fd: int, start: int, out: BinaryIO, limit: int, publish: 
             # be split by the scheduler, which would widen the moment that loses bytes.
             os.sched_yield()
             continue
-        out.write(chunk)
+        _write_all(out, chunk)
         position += len(chunk)
         if not marked and position >= len(line):
             # Over bytes already copied, so that the cut is the only call after the last read.
@@ -151,6 +151,14 @@ def _copy_and_truncate(fd: int, start: int, out: BinaryIO, limit: int, publish: 
         os.pwrite(fd, line, 0)
     os.ftruncate(fd, len(line))
     return position, dropped
+
+
+def _write_all(out: int, data: bytes) -> None:
+    """Straight to the descriptor, with no buffer: every byte copied is in the copy before the next read,
+    so none waits in memory once the cut has removed it from the file. A short write is resumed."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view):]
 
 
 def _line_start(fd: int, offset: int) -> int:

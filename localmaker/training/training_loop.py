@@ -39,12 +39,17 @@ def denoising_target(scheduler: Any, latents: torch.Tensor, noise: torch.Tensor,
                      timesteps: torch.Tensor) -> torch.Tensor:
     """What the UNet learns to predict, by the base model's ``prediction_type``: the noise (SD1.5) or the
     velocity (SD2.x, tiny-sd)."""
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type == "epsilon":
+    if check_prediction_type(scheduler) == "epsilon":
         return noise
-    if prediction_type == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    raise ValueError(f"unsupported prediction_type {prediction_type!r}: expected epsilon or v_prediction")
+    return scheduler.get_velocity(latents, noise, timesteps)
+
+
+def check_prediction_type(scheduler: Any) -> str:
+    """The base model's ``prediction_type``, refused by name unless ``denoising_target`` knows it."""
+    prediction_type: str = scheduler.config.prediction_type
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"unsupported prediction_type {prediction_type!r}: expected epsilon or v_prediction")
+    return prediction_type
 
 
 def evaluation_loss(examples: list[Example], components: dict[str, Any], input_ids: torch.Tensor, resolution: int,
@@ -117,6 +122,7 @@ def train(hp: Hyperparameters, examples: list[Example], components: dict[str, An
     scaler = _grad_scaler() if precision == "fp16" else None
     input_ids = tokenizer([e.caption for e in examples], max_length=tokenizer.model_max_length,
                           padding="max_length", truncation=True, return_tensors="pt").input_ids
+    check_prediction_type(scheduler)  # before the evaluation pass encodes the whole set
     order = batches(len(examples), hp.train_batch_size, generator)
     eval_before = evaluation_loss(examples, components, input_ids, hp.resolution, device, weight_dtype,
                                   hp.train_batch_size)
