@@ -102,7 +102,9 @@ class EmbeddingModel:
     ) -> None:
         self.tokenizer = tokenizer
         self.transformer = transformer
-        self.encoder: Encoder = self._torch_forward  # load() swaps in ONNX Runtime's where asked
+        self.encoder: Encoder = self._torch_forward  # load() swaps in a packed or an ONNX Runtime pass
+        self.packed = False  # whether padding costs the encoder nothing (packed_encoder.py)
+        self.lanes = 1  # batches that may run at once, each from its own model thread (spread_over_lanes)
         self.layout = layout
         self.device = device
         self.dtype = dtype
@@ -135,8 +137,13 @@ class EmbeddingModel:
             fingerprint=model_fingerprint(model_dir),
             max_batch_tokens=settings.max_batch_tokens,
         )
+        # One lane per thread on a CPU (spread_over_lanes); chosen now, since ONNX Runtime fixes its
+        # threads per call when its session is made.
+        model.lanes = settings.embedding_lanes or (torch.get_num_threads() if device.type == "cpu" else 1)
         if settings.embedding_backend == ONNX_BACKEND:
             model.encoder = _onnx_encoder(model_dir, settings, model)
+        elif settings.packed_batches if settings.packed_batches is not None else device.type == "cpu":
+            model.use_packed_encoder()
         logger.info(
             "loaded embedding model %s on %s (%s), dimension %d, max_length %d",
             model_dir,
@@ -146,6 +153,28 @@ class EmbeddingModel:
             model.max_length,
         )
         return model
+
+    def use_packed_encoder(self) -> None:
+        """Run packed texts from now on, where the model computes the same states that way."""
+        from packed_encoder import packed_encoder
+
+        encoder = packed_encoder(self.transformer)
+        if encoder is not None:
+            self.encoder, self.packed = encoder, True
+
+    def spread_over_lanes(self) -> None:
+        """Give each of the model's lanes its share of torch's threads (with ``lanes`` > 1, on a CPU).
+
+        On a CPU one batch per core beats every core on one batch: each op of a batch spread over cores
+        waits for its slowest core, and the instance's request threads take a core now and then, which
+        then stalls the other as well. In-process, two lanes of one thread ran arrival-order batches of 16
+        1.1-1.2x faster than one lane of two (docs/benchmarks.md). A lone request then runs on one core.
+        Called after the corpus is embedded, which has the cores to itself.
+        """
+        if self.lanes > 1 and self.device.type == "cpu":
+            torch.set_num_threads(max(1, torch.get_num_threads() // self.lanes))
+        logger.info("embedding batches run %d at a time, on %d thread(s) each", self.lanes,
+                    torch.get_num_threads())
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -196,10 +225,12 @@ class EmbeddingModel:
         """Pooled vectors, row ``i`` for ``texts[i]``, from length-sorted batches under the token budget.
 
         Sorting by length keeps each batch's padding small; the budget (rows x longest row) keeps a batch
-        of long texts from taking the memory a batch of short ones may.
+        of long texts from taking the memory a batch of short ones may. A packed encoder pads nothing, so
+        its batches are not split by length.
         """
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        batches = token_budget_batches([t.length for t in texts], self.batch_size, self.max_batch_tokens)
+        batches = token_budget_batches([t.length for t in texts], self.batch_size, self.max_batch_tokens,
+                                       min_fill=0.0 if self.packed else MIN_FILL)
         for rows in _with_progress(batches, show_progress):
             padded = self._pad([texts[i].features for i in rows])
             inputs = {key: value.to(self.device) for key, value in padded.items()}
@@ -235,9 +266,10 @@ class TokenizedText:
 MIN_FILL = 0.7
 
 
-def token_budget_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+def token_budget_batches(lengths: Sequence[int], max_rows: int, max_tokens: int,
+                         min_fill: float = MIN_FILL) -> list[list[int]]:
     """Indices grouped longest first, each group at most ``max_rows`` rows and ``max_tokens`` padded tokens,
-    and no row much shorter than its group's longest (padding is compute spent on nothing).
+    and no row shorter than ``min_fill`` of its group's longest (padding is compute spent on nothing).
 
     A single text longer than the budget still gets a batch of its own.
     """
@@ -248,7 +280,7 @@ def token_budget_batches(lengths: Sequence[int], max_rows: int, max_tokens: int)
         # Longest first, so the group's padded width is its first row's length.
         width = lengths[current[0]] if current else 0
         if (current and len(current) < max_rows and width * (len(current) + 1) <= max_tokens
-                and lengths[index] >= MIN_FILL * width):
+                and lengths[index] >= min_fill * width):
             current.append(index)
         else:
             batches.append([index])
@@ -277,7 +309,8 @@ def _onnx_encoder(model_dir: Path, settings: HandlerSettings, model: EmbeddingMo
         return _load_transformer(model_dir, settings, torch.float32, attention="eager").eval()
 
     return load_onnx_encoder(model_dir, model.tokenizer, model.encoder, load_eager, model.fingerprint,
-                             cache_dirs(model_dir, settings.cache_dir))
+                             cache_dirs(model_dir, settings.cache_dir),
+                             threads=max(1, torch.get_num_threads() // model.lanes))
 
 
 def _max_length(layout: EmbeddingLayout, tokenizer: Any, transformer: Any) -> int:

@@ -71,10 +71,16 @@ class PreparedRequest:
 
     request: EmbedRequest | SearchRequest
     texts: list[TokenizedText]
+    packed: bool = False  # the model runs packed texts, so a batch's lengths cost it nothing
 
     @property
-    def batch_length(self) -> int:
-        """What this request pads a forward pass to: localmaker's model thread batches like with like."""
+    def batch_length(self) -> int | None:
+        """What this request pads a forward pass to: localmaker's model thread batches like with like.
+
+        None for a packed model: its batches then simply take the requests in arrival order.
+        """
+        if self.packed:
+            return None
         return max((text.length for text in self.texts), default=0)
 
 
@@ -92,6 +98,7 @@ class EmbeddingService:
         corpus = None
         if corpus_file is not None:
             corpus = build_index(load_corpus(corpus_file), model, model_dir, settings.cache_dir)
+        model.spread_over_lanes()
         return cls(model, corpus)
 
     def handle(self, request: EmbedRequest | SearchRequest) -> EmbeddingResult | SearchResult:
@@ -102,19 +109,20 @@ class EmbeddingService:
         params = request.parameters
         self._check_dimensions(params)
         if isinstance(request, EmbedRequest):
-            return PreparedRequest(request, self.model.tokenize(request.inputs, self._prompt(params.prompt_name)))
+            return PreparedRequest(request, self.model.tokenize(request.inputs, self._prompt(params.prompt_name)),
+                                   self.model.packed)
         prompt_name = params.prompt_name
         if prompt_name is None and QUERY_PROMPT_NAME in self.model.prompts:
             prompt_name = QUERY_PROMPT_NAME
         query = self.model.tokenize([request.query], self._prompt(prompt_name))
         if request.documents is not None:
-            return PreparedRequest(request, query + self.model.tokenize(request.documents))
+            return PreparedRequest(request, query + self.model.tokenize(request.documents), self.model.packed)
         if self.corpus is None:
             raise InvalidInput(
                 '"documents" is missing and this model has no packed corpus: send "documents": [...] '
                 "with the texts to search, or pack corpus.jsonl or corpus.txt into the model directory."
             )
-        return PreparedRequest(request, query)
+        return PreparedRequest(request, query, self.model.packed)
 
     def run(self, prepared: list[PreparedRequest]) -> list[EmbeddingResult | SearchResult]:
         """Answer prepared requests with one pass over all their texts, then split the rows back."""

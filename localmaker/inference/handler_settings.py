@@ -38,6 +38,8 @@ ENV_SAFETY_CHECKER = "LOCALMAKER_SAFETY_CHECKER"
 ENV_TORCH_COMPILE = "LOCALMAKER_TORCH_COMPILE"
 ENV_MAX_PIXELS = "LOCALMAKER_MAX_PIXELS"
 ENV_EMBEDDING_BACKEND = "LOCALMAKER_EMBEDDING_BACKEND"
+ENV_PACKED_BATCHES = "LOCALMAKER_PACKED_BATCHES"
+ENV_EMBEDDING_LANES = "LOCALMAKER_EMBEDDING_LANES"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -61,6 +63,12 @@ class HandlerSettings:
     torch_compile: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     embedding_backend: str = "torch"
+    # Whether the torch embedding pass runs packed texts (packed_encoder.py); None: on the CPU only, where
+    # it was measured.
+    packed_batches: bool | None = None
+    # Embedding batches run at once, each on its share of the threads; None: one per thread on the CPU,
+    # else 1.
+    embedding_lanes: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerSettings:
@@ -80,6 +88,8 @@ class HandlerSettings:
             torch_compile=_flag(env, ENV_TORCH_COMPILE),
             max_pixels=_positive_int(env, ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS),
             embedding_backend=_choice(env, ENV_EMBEDDING_BACKEND, EMBEDDING_BACKENDS) or "torch",
+            packed_batches=_flag(env, ENV_PACKED_BATCHES) if _optional(env, ENV_PACKED_BATCHES) else None,
+            embedding_lanes=_positive_int(env, ENV_EMBEDDING_LANES, 0) or None,
         )
 
 

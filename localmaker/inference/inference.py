@@ -77,6 +77,12 @@ def predict_batch_fn(prepared: list[Any], model: Any, context: Any = None) -> li
     return list(model.run(prepared))
 
 
+def model_lanes_fn(model: Any) -> int:
+    """localmaker's hook: how many batches may run at once on ``model``, each from its own model thread.
+    An embedding model on a CPU runs one per core (EmbeddingModel.spread_over_lanes); diffusion, one."""
+    return model.model.lanes if isinstance(model, EmbeddingService) else 1
+
+
 def output_fn(prediction: Any, accept: str, context: Any = None) -> tuple[bytes | Iterator[bytes], str]:
     """Encode the prediction as JSON; or a float32 ``.npy`` array for embeddings, or one image as
     PNG or JPEG, when asked. A streamed generation's lines go on as they come, in JSON Lines."""

@@ -59,9 +59,11 @@ class OnnxEncoder:
 
 
 def load_onnx_encoder(model_dir: Path, tokenizer: Any, reference: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-                      load_eager: Callable[[], Any], fingerprint: str, cache_dirs: Sequence[Path]) -> OnnxEncoder:
+                      load_eager: Callable[[], Any], fingerprint: str, cache_dirs: Sequence[Path],
+                      threads: int | None = None) -> OnnxEncoder:
     """The cached export for these weights (exported now if missing), checked against ``reference``, the
-    served torch forward pass. ``load_eager`` loads a float32 eager-attention copy to export from."""
+    served torch forward pass. ``load_eager`` loads a float32 eager-attention copy to export from.
+    ``threads`` is each call's share of the cores (default: torch's thread count)."""
     try:
         import onnxruntime
     except ImportError as exc:
@@ -73,7 +75,7 @@ def load_onnx_encoder(model_dir: Path, tokenizer: Any, reference: Callable[[dict
         expected = reference(dict(probe)).float()
     path = _cached_export(model_dir, fingerprint, cache_dirs, names, probe, load_eager)
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the instance's thread budget, as torch has it
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     # Idle pool threads sleep rather than spin: they share the instance's cores with its request threads
     # (the torch path gets the same from OMP_WAIT_POLICY=PASSIVE).

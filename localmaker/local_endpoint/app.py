@@ -41,11 +41,11 @@ def create_app(settings: EndpointSettings, *, load_in_background: bool = True,
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     holder = ModelHolder(settings)
     app.extensions["localmaker.model"] = holder
-    # One model call at a time per process, on one thread: torch already uses every core, and the
-    # handlers of user scripts are rarely thread-safe. Handlers that declare predict_batch_fn get the
-    # requests that arrive together as one batch.
+    # One model call at a time per process, on one thread, unless the handler says its model takes more
+    # (model_lanes_fn): torch already uses every core, and the handlers of user scripts are rarely
+    # thread-safe. Handlers that declare predict_batch_fn get the requests that arrive together as one batch.
     executor = ModelExecutor(settings.batch_size, settings.max_batch_delay_ms / 1000, settings.timeout_s,
-                             on_stuck=on_stuck)
+                             on_stuck=on_stuck, lanes=lambda: holder.lanes)
     # The document is fixed for the process, and serving it must not depend on the model (nor load code).
     openapi_json = json.dumps(openapi_document())
     pings = PingAnswers()  # readiness polls are logged once per change of answer (readiness_log.py)

@@ -106,6 +106,8 @@ class Handlers:
     # localmaker's opt-in batching hooks (see model_executor): a real SageMaker container ignores them.
     predict_batch_fn: Callable[..., Any] | None = None
     prepare_fn: Callable[..., Any] | None = None
+    # model_lanes_fn(model) -> int: how many model calls may run at once on this model (default 1).
+    model_lanes_fn: Callable[..., Any] | None = None
 
     @property
     def batches(self) -> bool:
@@ -133,10 +135,21 @@ class Handlers:
             transform_fn=transform_fn,
             predict_batch_fn=getattr(module, "predict_batch_fn", None),
             prepare_fn=getattr(module, "prepare_fn", None),
+            model_lanes_fn=getattr(module, "model_lanes_fn", None),
         )
 
     def load_model(self, model_dir: Path, context: Any) -> Any:
         return _call(self.model_fn, str(model_dir), context=context)
+
+    def model_lanes(self, model: Any) -> int:
+        """How many model threads may call the hooks at once on ``model``: 1 unless the script says more."""
+        if self.model_lanes_fn is None:
+            return 1
+        lanes = self.model_lanes_fn(model)
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise ConfigurationError(f"model_lanes_fn returned {lanes!r}: return a whole number of at least 1, "
+                                     "the model calls that may run at once")
+        return lanes
 
     def invoke(self, model: Any, body: bytes | str, content_type: str | None, accept: str,
                context: Any) -> Answer:

@@ -1,4 +1,4 @@
-"""The one thread per worker process that runs the model, batching concurrent requests when it can.
+"""The threads of a worker process that run the model, batching concurrent requests when they can.
 
 Request threads decode, validate and tokenize on their own; only the model call comes here. A handler
 that declares ``predict_batch_fn`` gets the requests that arrived together as one list: the executor
@@ -8,6 +8,12 @@ holds the oldest queued request; when the handler's prepared items declare a ``b
 built-in embedding handler's do), the rest of the batch is the queued requests of like length, so a
 forward pass pads little and the others wait for a batch of their own kind (see ``alike``). Handlers
 without predict_batch_fn run one request at a time, exactly as before.
+
+There is one model thread unless the handler says its model takes concurrent calls (``model_lanes_fn``,
+a localmaker hook like predict_batch_fn). The built-in embedding handler does on a CPU: there each thread
+runs its batches on one core, so the cores work on different batches. With torch's threads all on one
+batch, every parallel op waits for its slowest thread, and any request-thread work that takes a core
+stalls the other core as well.
 
 A failure of a whole batch is retried request by request, so one bad request fails alone. A request that
 outlives the model-server timeout is answered with a timeout; if the model call itself is stuck, the
@@ -68,17 +74,21 @@ class _Batchable(_Job):
 
 class ModelExecutor:
     def __init__(self, max_batch_size: int, max_delay_s: float, timeout_s: float,
-                 on_stuck: Callable[[], None] | None = None) -> None:
+                 on_stuck: Callable[[], None] | None = None, lanes: Callable[[], int] = lambda: 1) -> None:
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max_delay_s
         self.timeout_s = timeout_s
         self._on_stuck = on_stuck
+        # How many model threads run calls at once: asked when the first call comes, once the model is
+        # loaded, since only the handler knows whether its model takes concurrent calls (see ``lanes``).
+        self._lanes = lanes
         self._queue: collections.deque[_Job] = collections.deque()
         self._ready = threading.Condition()
         self._announced = 0  # requests between arrive() and submit(): the ones a batch may wait for
-        self._thread: threading.Thread | None = None
-        self._busy_since: float | None = None
-        self._overdue = False  # the call now running is past its timeout: nothing queued will run soon
+        self._threads: list[threading.Thread] = []
+        self._lane_batch_size = self.max_batch_size  # a lane's share of the batch size, once lanes are known
+        self._busy_since: dict[int, float] = {}  # model thread ident -> when its running call started
+        self._overdue = False  # a call now running is past its timeout: nothing queued will run soon
         self._stuck_reported = False
 
     # -- request threads -----------------------------------------------------------------------
@@ -116,11 +126,17 @@ class ModelExecutor:
                 self._announced -= 1
             if self._overdue or self._busy_for() >= self.timeout_s:
                 raise self._refusal()
-            if self._thread is None:
+            if not self._threads:
                 # Started on first use, in the worker process: a thread started before gunicorn forks
                 # would not exist in the workers.
-                self._thread = threading.Thread(target=self._loop, name="model-executor", daemon=True)
-                self._thread.start()
+                count = max(1, int(self._lanes()))
+                # Lanes split the batch size between them, so a burst runs on all of them at once, and
+                # no lane takes a batch that keeps its requests waiting while another lane is idle.
+                self._lane_batch_size = max(1, -(-self.max_batch_size // count))
+                names = ["model-executor", *(f"model-executor-{lane}" for lane in range(1, count))]
+                self._threads = [threading.Thread(target=self._loop, name=name, daemon=True) for name in names]
+                for thread in self._threads:
+                    thread.start()
             self._queue.append(job)
             self._ready.notify_all()
         return job
@@ -140,8 +156,9 @@ class ModelExecutor:
             ) from None
 
     def _busy_for(self) -> float:
-        busy_since = self._busy_since
-        return 0.0 if busy_since is None else time.monotonic() - busy_since
+        """How long the oldest running call has run (0 when none runs)."""
+        started = list(self._busy_since.values())
+        return time.monotonic() - min(started) if started else 0.0
 
     def _refusal(self) -> WorkerReplacing:
         return WorkerReplacing(
@@ -152,7 +169,7 @@ class ModelExecutor:
 
     def _check_stuck(self, overdue: bool = False) -> None:
         with self._ready:
-            if self._busy_since is None or not (overdue or self._busy_for() >= self.timeout_s):
+            if not self._busy_since or not (overdue or self._busy_for() >= self.timeout_s):
                 return
             self._overdue = True
             # The requests queued behind the stuck call are answered now, not each at its own timeout.
@@ -172,9 +189,11 @@ class ModelExecutor:
     # -- the model thread ------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        lane = threading.get_ident()
         while True:
             jobs = self._next_jobs()
-            self._busy_since = time.monotonic()
+            with self._ready:
+                self._busy_since[lane] = time.monotonic()
             try:
                 if isinstance(jobs[0], _Solo):
                     self._run_solo(jobs[0])
@@ -182,8 +201,9 @@ class ModelExecutor:
                     self._run_batch([job for job in jobs if isinstance(job, _Batchable)])
             finally:
                 with self._ready:
-                    self._busy_since = None
-                    self._overdue = False  # the stuck call ended after all: requests may queue again
+                    del self._busy_since[lane]
+                    if self._busy_for() < self.timeout_s:
+                        self._overdue = False  # the stuck call ended after all: requests may queue again
 
     def _run_solo(self, job: _Solo) -> None:
         try:
@@ -200,7 +220,8 @@ class ModelExecutor:
 
     def _heartbeat(self) -> None:
         """A streaming call made progress: the stuck check measures from its latest chunk."""
-        self._busy_since = time.monotonic()
+        with self._ready:
+            self._busy_since[threading.get_ident()] = time.monotonic()
 
     def _relayed(self, relay: Relay) -> RelayedItems:
         """The request thread's side of a stream: each item as the model thread hands it on."""
@@ -222,12 +243,12 @@ class ModelExecutor:
             while True:
                 pool = self._queued_batchables()
                 remaining = deadline - time.monotonic()
-                if (len(pool) + 1 >= self.max_batch_size or self._announced == 0 or remaining <= 0
+                if (len(pool) + 1 >= self._lane_batch_size or self._announced == 0 or remaining <= 0
                         or any(isinstance(job, _Solo) for job in self._queue)):  # don't delay a solo call
                     break
                 self._ready.wait(remaining)
             assert isinstance(first, _Batchable)
-            chosen = alike(first, pool, self.max_batch_size - 1)
+            chosen = alike(first, pool, self._lane_batch_size - 1)
             taken = {id(job) for job in chosen}
             self._queue = collections.deque(job for job in self._queue if id(job) not in taken)
             return [first, *(job for job in chosen if job.future.set_running_or_notify_cancel())]

@@ -35,6 +35,7 @@ class ModelHolder:
         self._ready = threading.Event()
         self.handlers: Handlers | None = None
         self.model: Any = None
+        self.lanes = 1  # model threads the loaded model takes (Handlers.model_lanes)
 
     @property
     def state(self) -> LoadState:
@@ -63,6 +64,8 @@ class ModelHolder:
                 step = "model_fn"
                 context = InvocationContext.for_loading(self._settings.model_dir)
                 self.model = handlers.load_model(self._settings.model_dir, context)
+                step = "model_lanes_fn"
+                self.lanes = handlers.model_lanes(self.model)
             self.handlers = handlers
             self._state = LoadState.HEALTHY
             logger.info("model loaded from %s", self._settings.model_dir)

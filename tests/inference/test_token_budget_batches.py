@@ -30,3 +30,9 @@ def test_a_text_over_the_budget_gets_a_batch_of_its_own():
 
 def test_similar_lengths_share_a_batch_and_a_short_one_does_not_pad_to_a_long_one():
     assert token_budget_batches([100, 95, 90, 20], max_rows=32, max_tokens=10_000) == [[0, 1, 2], [3]]
+
+
+def test_a_packed_encoder_keeps_short_texts_with_long_ones():
+    """Packed, a short row costs only its own tokens, so nothing is gained by a pass of its own."""
+    assert token_budget_batches([100, 95, 90, 20], max_rows=32, max_tokens=10_000, min_fill=0.0) == [[0, 1, 2, 3]]
+    assert token_budget_batches([100, 95, 90, 20], max_rows=2, max_tokens=10_000, min_fill=0.0) == [[0, 1], [2, 3]]

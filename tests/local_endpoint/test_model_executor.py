@@ -173,3 +173,62 @@ def test_a_system_exit_from_a_batch_fails_its_request_and_the_model_thread_serve
         submit("exit", exits)
     with executor.arriving() as submit:  # the model thread survived: no 5 s timeout here
         assert submit("next", exits) == "done next"
+
+
+def _meet(partners: threading.Barrier) -> str:
+    """A model call that returns only once ``partners`` calls are running at the same time."""
+    partners.wait()
+    return threading.current_thread().name
+
+
+def test_a_model_that_takes_concurrent_calls_runs_them_on_as_many_model_threads():
+    executor = ModelExecutor(max_batch_size=8, max_delay_s=0.01, timeout_s=30, lanes=lambda: 2)
+    partners = threading.Barrier(2, timeout=5)
+    with ThreadPoolExecutor(2) as pool:
+        names = list(pool.map(lambda _: executor.run(lambda: _meet(partners)), range(2)))
+    assert sorted(names) == ["model-executor", "model-executor-1"]
+
+
+def test_two_lanes_run_two_batches_at_once_and_each_request_gets_its_own_answer():
+    executor = ModelExecutor(max_batch_size=1, max_delay_s=0.01, timeout_s=30, lanes=lambda: 2)
+    partners = threading.Barrier(2, timeout=5)
+
+    def run_batch(items: list[str]) -> list[str]:
+        return [f"{item} with {_meet(partners)}" for item in items]
+
+    def one(item: str) -> str:
+        with executor.arriving() as submit:
+            return submit(item, run_batch)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(one, ["a", "b"]))
+    assert sorted(answer.split(" with ")[0] for answer in answers) == ["a", "b"]
+    assert {answer.split(" with ")[1] for answer in answers} == {"model-executor", "model-executor-1"}
+
+
+def test_one_lane_never_runs_two_calls_at_once():
+    executor = ModelExecutor(max_batch_size=8, max_delay_s=0.01, timeout_s=30)
+    partners = threading.Barrier(2, timeout=0.5)  # the first call gives up waiting; the second finds it broken
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: _outcome(lambda: executor.run(lambda: _meet(partners))), range(2)))
+    assert all(isinstance(outcome, threading.BrokenBarrierError) for outcome in outcomes)
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return call()
+    except threading.BrokenBarrierError as exc:
+        return exc
+
+
+def test_a_stuck_call_in_one_lane_still_retires_the_worker_and_refuses_new_calls():
+    stuck = threading.Event()
+    retire_requests = []
+    executor = ModelExecutor(max_batch_size=1, max_delay_s=0, timeout_s=0.5, lanes=lambda: 2,
+                             on_stuck=lambda: retire_requests.append("retire"))
+    with pytest.raises(ModelTimedOut):
+        executor.run(lambda: stuck.wait(30))
+    with pytest.raises(WorkerReplacing):
+        executor.run(lambda: "behind a stuck call")
+    assert retire_requests == ["retire"]
+    stuck.set()
