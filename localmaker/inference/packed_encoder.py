@@ -90,6 +90,8 @@ class Packing:
             row_in_group[member] = torch.arange(len(members), device=mask.device)
             tokens = (row_in_group[texts] >= 0).nonzero(as_tuple=True)[0]
             longest = int(lengths[member].max())
+            if longest == 0:  # texts with no tokens attend to nothing; their states stay zero, as padded
+                continue
             real = torch.arange(longest, device=mask.device).unsqueeze(0) < lengths[member].unsqueeze(1)
             groups.append(AttentionGroup(tokens=tokens, rows=row_in_group[texts[tokens]],
                                          positions=positions[tokens], real=real))

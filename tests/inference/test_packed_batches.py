@@ -55,6 +55,12 @@ def test_attention_runs_in_groups_of_like_length() -> None:
     assert sorted(int(token) for group in packing.groups for token in group.tokens) == list(range(26))
 
 
+def test_a_row_without_tokens_joins_no_attention_group() -> None:
+    packing = sibling("packed_encoder").Packing.of(torch.tensor([[1, 1, 0], [0, 0, 0]]))
+    assert packing.positions.tolist() == [0, 1]
+    assert [group.real.shape for group in packing.groups] == [(1, 2)]
+
+
 @pytest.mark.parametrize("model", ["minilm", "qwen"])
 def test_packed_vectors_equal_padded_ones(handler: ModuleType, minilm_dir: Path, tiny_qwen3_dir: Path,
                                           model: str) -> None:
