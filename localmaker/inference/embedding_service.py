@@ -109,20 +109,22 @@ class EmbeddingService:
         params = request.parameters
         self._check_dimensions(params)
         if isinstance(request, EmbedRequest):
-            return PreparedRequest(request, self.model.tokenize(request.inputs, self._prompt(params.prompt_name)),
-                                   self.model.packed)
+            return self._prepared(request, self.model.tokenize(request.inputs, self._prompt(params.prompt_name)))
         prompt_name = params.prompt_name
         if prompt_name is None and QUERY_PROMPT_NAME in self.model.prompts:
             prompt_name = QUERY_PROMPT_NAME
         query = self.model.tokenize([request.query], self._prompt(prompt_name))
         if request.documents is not None:
-            return PreparedRequest(request, query + self.model.tokenize(request.documents), self.model.packed)
+            return self._prepared(request, query + self.model.tokenize(request.documents))
         if self.corpus is None:
             raise InvalidInput(
                 '"documents" is missing and this model has no packed corpus: send "documents": [...] '
                 "with the texts to search, or pack corpus.jsonl or corpus.txt into the model directory."
             )
-        return PreparedRequest(request, query, self.model.packed)
+        return self._prepared(request, query)
+
+    def _prepared(self, request: EmbedRequest | SearchRequest, texts: list[TokenizedText]) -> PreparedRequest:
+        return PreparedRequest(request, texts, packed=self.model.packed)
 
     def run(self, prepared: list[PreparedRequest]) -> list[EmbeddingResult | SearchResult]:
         """Answer prepared requests with one pass over all their texts, then split the rows back."""

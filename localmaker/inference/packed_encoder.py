@@ -35,7 +35,7 @@ PROBE_LENGTHS = (3, 11, 29)  # mixed, so the padded reference pads and a leak be
 PROBE_SEED = 0
 # Per-token cosine between packed and padded states. Half precision rounds every op, and packing changes
 # the shapes the kernels see, so its bar is lower.
-MIN_COSINE = {torch.float32: 0.9999, torch.float64: 0.9999}
+MIN_COSINE = 0.9999
 MIN_COSINE_HALF = 0.995
 
 
@@ -178,7 +178,7 @@ def packed_encoder(transformer: Any) -> PackedEncoder | None:
             raise PackingUnsupported("the model does not route its attention through transformers' interface")
         with torch.inference_mode():
             agreement = _min_token_cosine(encoder(probe), expected, probe["attention_mask"])
-        if agreement < _min_cosine(expected.dtype):
+        if agreement < (MIN_COSINE if expected.dtype in (torch.float32, torch.float64) else MIN_COSINE_HALF):
             raise PackingUnsupported(f"packed states differ from padded ones (cosine {agreement:.6f})")
     except Exception as exc:  # noqa: BLE001 - any failure only means this model serves padded batches
         transformer.set_attn_implementation("sdpa")
@@ -201,7 +201,3 @@ def _probe_inputs(transformer: Any) -> dict[str, torch.Tensor]:
 def _min_token_cosine(got: torch.Tensor, expected: torch.Tensor, attention_mask: torch.Tensor) -> float:
     real = attention_mask.bool()
     return float(F.cosine_similarity(got[real].float(), expected[real].float(), dim=-1).min())
-
-
-def _min_cosine(dtype: torch.dtype) -> float:
-    return MIN_COSINE.get(dtype, MIN_COSINE_HALF)
